@@ -6,9 +6,14 @@ Motion data for NeRM: skeletons, HumanML3D-style features, datasets and clip sam
 
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
+import csv
+import os
+import re
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 # ----------------------------------------------------------------------------------------------
 # Skeletons
@@ -28,6 +33,7 @@ class Skeleton:
     feet_left: tuple          # joints whose speed gives the left foot contact
     feet_right: tuple
     fps: float = 20.0         # the dataset's native rate when the files do not record one
+    leg_joints: tuple = ()    # (knee, ankle) of one leg: its two bones set uniform_skeleton's root scale
 
     @property
     def num_joints(self):
@@ -71,14 +77,15 @@ SMPL22 = Skeleton(
     feet_left=(7, 10),
     feet_right=(8, 11),
     fps=20.0,
+    leg_joints=(5, 8),    # HumanML3D's l_idx1, l_idx2: the right thigh and shin
 )
 
 _KIT21_CHAINS = ((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10))
 KIT21 = Skeleton(
     name="kit21",
-    joint_names=("root", "torso", "chest", "neck", "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder",
-                 "r_elbow", "r_wrist", "l_hip", "l_knee", "l_ankle", "l_heel", "l_toe", "r_hip", "r_knee",
-                 "r_ankle", "r_heel", "r_toe"),
+    joint_names=("root", "torso", "chest", "neck", "head", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
+                 "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "r_heel", "r_toe", "l_hip", "l_knee",
+                 "l_ankle", "l_heel", "l_toe"),
     parents=_parents_from_chains(_KIT21_CHAINS, 21),
     rest_dirs=((0, 0, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0), (1, 0, 0), (0, -1, 0), (0, -1, 0),
                (-1, 0, 0), (0, -1, 0), (0, -1, 0), (1, 0, 0), (0, -1, 0), (0, -1, 0), (0, 0, 1), (0, 0, 1),
@@ -91,6 +98,7 @@ KIT21 = Skeleton(
     feet_left=(19, 20),   # HumanML3D's KIT pipeline: fid_r, fid_l = [14, 15], [19, 20]
     feet_right=(14, 15),
     fps=12.5,
+    leg_joints=(17, 18),  # HumanML3D's KIT l_idx1, l_idx2
 )
 
 
@@ -113,3 +121,545 @@ def forward_kinematics(local_rot, root_pos, skeleton):
             glob[:, j] = glob[:, p] @ local_rot[:, j]
             pos[:, j] = pos[:, p] + glob[:, p] @ offsets[j]
     return pos
+
+
+# ----------------------------------------------------------------------------------------------
+# Features: HumanML3D's representation (DESIGN.md §2), numpy in and out
+# ----------------------------------------------------------------------------------------------
+# Quaternions are (..., 4) arrays (w, x, y, z). Every function broadcasts over leading dimensions.
+
+
+def qmul(q, r):
+    """Hamilton product q·r: rotate by r first, then by q."""
+    w1, x1, y1, z1 = np.moveaxis(q, -1, 0)
+    w2, x2, y2, z2 = np.moveaxis(r, -1, 0)
+    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=-1)
+
+
+def qinv(q):
+    """Inverse of a unit quaternion: its conjugate."""
+    return q * np.array([1.0, -1.0, -1.0, -1.0])
+
+
+def qrot(q, v):
+    """Rotate (..., 3) vectors v by unit quaternions q (same formula as HumanML3D's qrot)."""
+    uv = np.cross(q[..., 1:], v)
+    return v + 2 * (q[..., :1] * uv + np.cross(q[..., 1:], uv))
+
+
+def qbetween(u, v):
+    """The shortest-arc rotation taking direction u to direction v: normalize([|u||v| + u·v, u × v]).
+    Undefined (NaN) when u = −v exactly, as in HumanML3D."""
+    w = np.sqrt((u * u).sum(-1) * (v * v).sum(-1)) + (u * v).sum(-1)
+    q = np.concatenate([w[..., None], np.cross(u, v)], axis=-1)
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def qfix(q):
+    """Flip signs along axis 0 (time) so consecutive quaternions have a positive dot product."""
+    flip = np.cumsum((q[1:] * q[:-1]).sum(-1) < 0, axis=0) % 2 == 1   # (T-1, ...)
+    out = q.copy()
+    out[1:][flip] *= -1
+    return out
+
+
+def quat_to_matrix(q):
+    """(..., 4) unit quaternions -> (..., 3, 3) rotation matrices (M @ v rotates v)."""
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    m = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                  2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                  2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=-1)
+    return m.reshape(q.shape[:-1] + (3, 3))
+
+
+def quat_to_6d(q):
+    """(..., 4) -> (..., 6): the matrix's first two COLUMNS (images of x and y), column 0 first, as
+    HumanML3D's quaternion_to_cont6d_np: [M00, M10, M20, M01, M11, M21]."""
+    m = quat_to_matrix(q)
+    return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
+
+
+def gaussian_smooth(x, sigma):
+    """Gaussian smoothing along axis 0, equal to scipy.ndimage.gaussian_filter1d(x, sigma, axis=0,
+    mode='nearest') with its default truncate=4.0: taps out to int(4σ + 0.5), edges repeat the end value."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(x, [(radius, radius)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    return sum(w * padded[k:k + len(x)] for k, w in enumerate(taps))
+
+
+# ----------------------------------------------------------------------------------------------
+# Inverse kinematics and the uniform skeleton
+# ----------------------------------------------------------------------------------------------
+
+
+def _normalize(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _facing(joints, skeleton, swap_hips=False):
+    """(T, J, 3) -> (T, 3) horizontal, unnormalized forward direction: y × across, where across is the
+    normalized sum of the right-minus-left hip and shoulder vectors (left-minus-right hips if swap_hips)."""
+    r_hip, l_hip, r_sdr, l_sdr = skeleton.face_joints
+    hips = joints[:, r_hip] - joints[:, l_hip]
+    across = _normalize((-hips if swap_hips else hips) + joints[:, r_sdr] - joints[:, l_sdr])
+    return np.cross(np.array([0.0, 1.0, 0.0]), across)
+
+
+def inverse_kinematics(joints, skeleton, smooth_sigma_frames=0.0, identity_frame0=True):
+    """(T, J, 3) positions -> (T, J, 4) quaternions, as HumanML3D's Skeleton.inverse_kinematics_np.
+
+    [:, 0] is the root rotation taking the (optionally Gaussian-smoothed) forward direction to +Z, identity at
+    frame 0. [:, c] for every other joint c rotates the bone parent->c: the rest direction rest_dirs[c] is
+    taken to the observed bone direction by R · q[c], where R is the product of the root and the earlier
+    joints of c's chain (every chain starts from the root rotation, also the arm chains that branch at the spine).
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    # HumanML3D's inverse_kinematics_np unpacks face_joint_idx as (l_hip, r_hip, sdr_r, sdr_l) although it is
+    # given (r_hip, l_hip, sdr_r, sdr_l), so its hip vector is left-minus-right while its shoulder vector is
+    # right-minus-left (process_file's face-+Z step uses right-minus-left for both). Only this swapped
+    # version reproduces the published features (ric, rot6d, velocities to ~1e-5; right-minus-left hips are
+    # off by ~0.5, see tests/test_features.py), so we keep it; the wider shoulders still set the direction.
+    forward = _facing(joints, skeleton, swap_hips=True)
+    if smooth_sigma_frames > 0:
+        forward = gaussian_smooth(forward, smooth_sigma_frames)
+    root = qbetween(_normalize(forward), np.array([0.0, 0.0, 1.0]))   # (T, 4)
+    # frame 0 is identity (the line is commented out in HumanML3D's skeleton.py, but the published
+    # features need it: without it rows differ by up to ~0.2); it makes row 0's angular velocity a jump
+    if identity_frame0:
+        root[0] = (1.0, 0.0, 0.0, 0.0)
+    rest = np.asarray(skeleton.rest_dirs, dtype=np.float64)
+    quat = np.zeros(joints.shape[:-1] + (4,))
+    quat[:, 0] = root
+    for chain in skeleton.chains:
+        R = root
+        for p, c in zip(chain[:-1], chain[1:]):
+            local = qmul(qinv(R), qbetween(rest[c], _normalize(joints[:, c] - joints[:, p])))
+            quat[:, c] = local
+            R = qmul(R, local)
+    return quat
+
+
+def _chain_fk(quat, root_pos, skeleton):
+    """The inverse of inverse_kinematics for positions: (T, J, 4), (T, 3) -> (T, J, 3) with the skeleton's
+    bone lengths (HumanML3D's forward_kinematics_np, per-chain like the IK)."""
+    offsets = skeleton.offsets()
+    pos = np.zeros(quat.shape[:-1] + (3,))
+    pos[:, 0] = root_pos
+    for chain in skeleton.chains:
+        R = quat[:, 0]
+        for p, c in zip(chain[:-1], chain[1:]):
+            R = qmul(R, quat[:, c])
+            pos[:, c] = pos[:, p] + qrot(R, np.broadcast_to(offsets[c], R.shape[:-1] + (3,)))
+    return pos
+
+
+def uniform_skeleton(joints, skeleton):
+    """Retarget (T, J, 3) positions to the skeleton's bone lengths (DESIGN §2 step 1): unsmoothed IK, then
+    FK with the new lengths; the root trajectory is scaled by the ratio of the leg_joints bone lengths
+    (measured on frame 0) so that strides stay in proportion to the new legs."""
+    joints = np.asarray(joints, dtype=np.float64)
+    src = sum(np.linalg.norm(joints[0, j] - joints[0, skeleton.parents[j]]) for j in skeleton.leg_joints)
+    tgt = sum(skeleton.bone_lengths[j] for j in skeleton.leg_joints)
+    quat = inverse_kinematics(joints, skeleton, smooth_sigma_frames=0.0)
+    return _chain_fk(quat, joints[:, 0] * (tgt / src), skeleton)
+
+
+# ----------------------------------------------------------------------------------------------
+# Joints <-> features
+# ----------------------------------------------------------------------------------------------
+
+
+def feature_slices(skeleton):
+    """Named column ranges of the (T-1, D) feature rows, for losses and reports."""
+    J = skeleton.num_joints
+    return {"root": slice(0, 4),                               # angular vel, linear vel xz, height
+            "ric": slice(4, 4 + 3 * (J - 1)),                  # root-relative positions, facing frame
+            "rot6d": slice(4 + 3 * (J - 1), 4 + 9 * (J - 1)),  # 6D rotations of the IK quaternions
+            "vel": slice(4 + 9 * (J - 1), 12 * J - 5),         # joint velocities, facing frame
+            "contact": slice(12 * J - 5, 12 * J - 1)}          # foot contacts, left then right
+
+
+def velocity_mask(skeleton):
+    """(D,) bool: the channels that are per-frame rates (root angular and linear velocity, joint velocities)."""
+    mask = np.zeros(skeleton.feature_dim, dtype=bool)
+    mask[0:3] = True
+    mask[feature_slices(skeleton)["vel"]] = True
+    return mask
+
+
+def _rate_scale(feats, factor):
+    skeleton = {s.feature_dim: s for s in (SMPL22, KIT21)}[feats.shape[-1]]   # 263 or 251
+    return feats * np.where(velocity_mask(skeleton), factor, 1.0).astype(feats.dtype)
+
+
+def features_per_second(feats, fps):
+    """(..., D) numpy features with per-frame velocity channels -> the same with velocities per second.
+    Exact for [0] too: it is arcsin(sin(θ/2)) = θ/2 for a per-frame yaw θ, linear in θ, so fps·[0] is half
+    the yaw rate in rad/s."""
+    return _rate_scale(feats, fps)
+
+
+def features_per_frame(feats, fps):
+    """The inverse of features_per_second."""
+    return _rate_scale(feats, 1.0 / fps)
+
+
+def joints_to_features(joints, skeleton=SMPL22, fps=None, hml3d_frame0=True):
+    """(T, J, 3) joint positions (metres, Y up) -> (T-1, D) float32 HumanML3D features (DESIGN §2 steps 2-8).
+
+    At 20 fps this is HumanML3D's process_file without the uniform_skeleton step (call uniform_skeleton
+    first for raw data). At another native fps the smoothing (σ = 1 s) and the contact threshold (the same
+    foot speed) are defined in seconds, while the velocity channels stay per frame at the file's own rate,
+    so the files read like HumanML3D's (see features_per_second).
+
+    hml3d_frame0: HumanML3D's frame-0 conventions: frame 0 faces +Z by its raw hips and shoulders, but the
+    rotation features use the smoothed (and hip-swapped) forward with frame 0 forced to identity, so row 0's
+    angular velocity holds a jump between the two. False: frame 0 faces +Z by the same smoothed forward as
+    every other frame, so there is no jump. The embedded data uses False: a jump in a rate channel is not
+    a rate, and it would be scaled wrongly when a clip is resampled to another framerate.
+    """
+    fps = skeleton.fps if fps is None else fps
+    p = np.array(joints, dtype=np.float64)                        # (T, J, 3)
+    T = len(p)
+    # step 2: on the floor, root at the xz origin, frame 0 facing +Z (right-minus-left hips and shoulders here)
+    p[..., 1] -= p[..., 1].min()
+    p -= p[0, 0] * np.array([1.0, 0.0, 1.0])
+    if hml3d_frame0:
+        forward0 = _facing(p[:1], skeleton)
+    else:  # the smoothed forward of the IK below, at frame 0 (smoothing commutes with a turn about y)
+        forward0 = gaussian_smooth(_facing(p, skeleton, swap_hips=True), 1.0 * fps)[:1]
+    p = qrot(qbetween(_normalize(forward0), np.array([[0.0, 0.0, 1.0]])), p)
+    # step 4: a foot joint is in contact when its squared displacement per frame is below 0.002 m² at 20 fps
+    disp2 = ((p[1:] - p[:-1]) ** 2).sum(-1)                       # (T-1, J)
+    contact = disp2[:, skeleton.feet_left + skeleton.feet_right] < 0.002 * (20.0 / fps) ** 2
+    # step 5: rotations from IK with the forward direction smoothed over 1 s (σ = 20 frames at 20 fps)
+    quat = inverse_kinematics(p, skeleton, smooth_sigma_frames=1.0 * fps, identity_frame0=hml3d_frame0)
+    # qbetween keeps w >= 0, so the root quaternion jumps from q to -q when the facing passes 180° from
+    # frame 0's; the arcsin below would then give that row's angle the wrong sign (HumanML3D does, and its
+    # recovered heading stays off by ~2 rows' turn from there on). qfix keeps the sign continuous; without
+    # such a turn (all the reference files) it changes nothing.
+    r = qfix(quat[:, 0])                                          # (T, 4) world -> facing frame
+    # step 6: root angular velocity (a half angle), linear velocity in the next frame's facing frame
+    ang = np.arcsin(qmul(r[1:], qinv(r[:-1]))[:, 2])              # (T-1,)
+    lin = qrot(r[1:], p[1:, 0] - p[:-1, 0])[:, [0, 2]]            # (T-1, 2)
+    # step 7: root-relative positions and joint velocities, both in the frame's facing frame
+    ric = qrot(r[:, None], p - p[:, :1] * np.array([1.0, 0.0, 1.0]))[:, 1:]   # (T, J-1, 3)
+    vel = qrot(r[:-1, None], p[1:] - p[:-1])                      # (T-1, J, 3)
+    # step 8: the layout; row t describes frame t (velocities: from t to t+1)
+    feats = np.concatenate([
+        ang[:, None],                       # [0]        root angular velocity about y, half-angle per frame
+        lin,                                # [1:3]      root linear velocity xz, per frame, facing frame
+        p[:-1, 0, 1:2],                     # [3]        root height
+        ric[:-1].reshape(T - 1, -1),        # ric        (J-1)*3 positions relative to the root, facing frame
+        quat_to_6d(quat[:-1, 1:]).reshape(T - 1, -1),   # rot6d  (J-1)*6 IK rotations, 6D
+        vel.reshape(T - 1, -1),             # vel        J*3 joint velocities, per frame, facing frame
+        contact,                            # contact    4: feet_left then feet_right
+    ], axis=-1)
+    assert feats.shape[1] == skeleton.feature_dim, (feats.shape, skeleton.feature_dim)
+    return feats.astype(np.float32)
+
+
+def features_to_joints(features, skeleton=SMPL22):
+    """(..., N, D) features -> (..., N, J, 3) positions, one frame per row, as HumanML3D's recover_from_ric.
+
+    T-1 feature rows give the first T-1 of the T frames they came from (HumanML3D's published new_joints
+    have as many frames as new_joint_vecs rows for this reason). Frame 0 faces +Z at the xz origin.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    J = skeleton.num_joints
+    assert f.shape[-1] == skeleton.feature_dim, (f.shape, skeleton.feature_dim)
+    # integrate the half-angles: frame t's yaw uses rows 0..t-1, frame 0 is the identity
+    a = np.cumsum(np.concatenate([np.zeros_like(f[..., :1, 0]), f[..., :-1, 0]], axis=-1), axis=-1)  # (..., N)
+    r = np.stack([np.cos(a), np.zeros_like(a), np.sin(a), np.zeros_like(a)], axis=-1)              # (..., N, 4)
+    step = np.zeros(f.shape[:-1] + (3,))
+    step[..., 1:, [0, 2]] = f[..., :-1, 1:3]
+    root = np.cumsum(qrot(qinv(r), step), axis=-2)                # (..., N, 3)
+    root[..., 1] = f[..., 3]
+    ric = f[..., feature_slices(skeleton)["ric"]].reshape(f.shape[:-1] + (J - 1, 3))
+    rest = qrot(qinv(r)[..., None, :], ric) + (root * np.array([1.0, 0.0, 1.0]))[..., None, :]
+    return np.concatenate([root[..., None, :], rest], axis=-2)    # (..., N, J, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets in the HumanML3D layout
+# ----------------------------------------------------------------------------------------------
+LAYOUT = """expected layout (HumanML3D's):
+  DIR/new_joint_vecs/<id>.npy   (T, 263) features (251 for KIT)
+  DIR/texts/<id>.txt            lines 'caption#word/POS ...#start#end' (start/end in seconds, 0.0#0.0 = whole)
+  DIR/train.txt val.txt test.txt  one id per line
+  DIR/Mean.npy Std.npy          optional; computed from the train split when absent
+  DIR/meta.csv                  optional: id,fps[,action] per sequence (else 20 fps, 12.5 for KIT)
+HumanML3D is made from AMASS with the scripts of https://github.com/EricGuo5513/HumanML3D
+(KIT-ML from the same repository's instructions); nothing is downloaded by this project."""
+
+DATASETS = {"humanml3d": SMPL22, "kit": KIT21, "synthetic": SMPL22}
+
+
+class DataError(Exception):
+    """A user-facing problem with the data: the message says what is wrong and what was expected."""
+
+
+@dataclass
+class MotionSet:
+    """Sequences of one split: features in per-second units at each sequence's native framerate."""
+    names: list
+    features: list                # (T_i, D) float32, velocity channels per second
+    fps: np.ndarray               # (N,) native framerates
+    captions: list                # N lists of strings
+    actions: list                 # N labels ('' when the dataset has none)
+    skeleton: object = SMPL22
+    mean: np.ndarray = None       # (D,) statistics of the train split, per-second units
+    std: np.ndarray = None
+
+    def __len__(self):
+        return len(self.names)
+
+    def durations(self):
+        return np.array([(len(x) - 1) / f for x, f in zip(self.features, self.fps)])
+
+
+def _read_ids(path):
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def _read_texts(path):
+    """Parse a HumanML3D text file -> list of (caption, start_s, end_s)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split("#")
+            if len(parts) < 4:
+                raise DataError(f"{path}:{n}: expected 'caption#tokens#start#end', got {line[:60]!r}")
+            try:
+                start, end = float(parts[2]), float(parts[3])
+            except ValueError:
+                raise DataError(f"{path}:{n}: start/end are not numbers: {parts[2]!r}, {parts[3]!r}") from None
+            start = 0.0 if np.isnan(start) else start
+            end = 0.0 if np.isnan(end) else end
+            out.append((parts[0].strip(), start, end))
+    return out
+
+
+def group_std(std, skeleton):
+    """HumanML3D's statistics: one std per channel group (root parts, ric, rot6d, vel, contacts)."""
+    std = std.copy()
+    sl = feature_slices(skeleton)
+    for s in (slice(0, 1), slice(1, 3), slice(3, 4), sl["ric"], sl["rot6d"], sl["vel"], sl["contact"]):
+        std[s] = std[s].mean()
+    return np.maximum(std, 1e-3)
+
+
+def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1.0, with_stats=True):
+    """Load one split of a dataset in the HumanML3D layout -> MotionSet (features per second).
+
+    fps_mode 'fixed' resamples every sequence to 20 fps first: the peers' preprocessing, our baseline.
+    Sub-segments of a text file ('#start#end' not 0) become sequences of their own, as in T2M's loader.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    skeleton = DATASETS[name]
+    if not data_dir or not os.path.isdir(data_dir):
+        raise DataError(f"dataset directory {data_dir!r} not found\n{LAYOUT}")
+    for need in ("new_joint_vecs", "texts", f"{split}.txt"):
+        if not os.path.exists(os.path.join(data_dir, need)):
+            raise DataError(f"{data_dir} has no {need}\n{LAYOUT}")
+    meta = {}
+    meta_path = os.path.join(data_dir, "meta.csv")
+    if os.path.exists(meta_path):
+        with open(meta_path, newline="") as f:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                try:
+                    meta[row["id"]] = (float(row["fps"]), row.get("action") or "")
+                except (KeyError, TypeError, ValueError):
+                    raise DataError(f"{meta_path}:{n}: expected columns id,fps[,action]") from None
+    names, feats, fpss, caps, acts = [], [], [], [], []
+    for sid in _read_ids(os.path.join(data_dir, f"{split}.txt")):
+        vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
+        txt_path = os.path.join(data_dir, "texts", sid + ".txt")
+        if not os.path.exists(vec_path) or not os.path.exists(txt_path):
+            continue  # HumanML3D's split files list ids that some preparations drop; T2M skips them too
+        try:
+            x = np.load(vec_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{vec_path}: cannot read ({e})") from None
+        if x.ndim != 2 or x.shape[1] != skeleton.feature_dim or not np.isfinite(x).all():
+            raise DataError(f"{vec_path}: expected finite ({'T'}, {skeleton.feature_dim}) features for {name}, "
+                            f"got shape {x.shape}")
+        fps, action = meta.get(sid, (skeleton.fps, ""))
+        x = features_per_second(x.astype(np.float32), fps)
+        whole, parts = [], []
+        for caption, start, end in _read_texts(txt_path):
+            (whole if start == 0.0 and end == 0.0 else parts).append((caption, start, end))
+        pieces = [(sid, x, [c for c, _, _ in whole])] if whole else []
+        for k, (caption, start, end) in enumerate(parts):
+            a, b = int(round(start * fps)), int(round(end * fps))
+            pieces.append((f"{sid}#{k}", x[a:b], [caption]))
+        for pid, px, pcaps in pieces:
+            if (len(px) - 1) / fps < min_seconds:
+                continue
+            if fps_mode == "fixed":
+                px = resample(px, fps, 20.0)
+            names.append(pid)
+            feats.append(px)
+            fpss.append(20.0 if fps_mode == "fixed" else fps)
+            caps.append(pcaps)
+            acts.append(action)
+    if not names:
+        raise DataError(f"{data_dir}: no usable sequences in the {split} split\n{LAYOUT}")
+    ms = MotionSet(names, feats, np.array(fpss), caps, acts, skeleton)
+    if with_stats:
+        ms.mean, ms.std = _statistics(data_dir, skeleton, ms if split == "train" else None, name)
+    return ms
+
+
+def _statistics(data_dir, skeleton, train, name):
+    """Mean/Std in per-second units. Mean.npy/Std.npy hold per-frame values at the dataset's nominal rate
+    (skeleton.fps), exactly HumanML3D's files; computed from the train split when absent."""
+    mp, sp = os.path.join(data_dir, "Mean.npy"), os.path.join(data_dir, "Std.npy")
+    if os.path.exists(mp) and os.path.exists(sp):
+        try:
+            mean, std = np.load(mp, allow_pickle=False), np.load(sp, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{mp} or {sp}: cannot read ({e})") from None
+        if mean.shape != (skeleton.feature_dim,) or std.shape != (skeleton.feature_dim,):
+            raise DataError(f"{mp}: expected shape ({skeleton.feature_dim},), got {mean.shape} / {std.shape}")
+        return (features_per_second(mean[None].astype(np.float32), skeleton.fps)[0],
+                np.abs(features_per_second(std[None].astype(np.float32), skeleton.fps)[0]))
+    if train is None:
+        train = load_dataset(name, data_dir, "train", with_stats=False)
+    allx = np.concatenate(train.features, 0)
+    return allx.mean(0), group_std(allx.std(0), skeleton)
+
+
+def resample(x, fps, new_fps):
+    """Linearly interpolate rows (T, D) sampled at fps onto a grid at new_fps covering the same duration."""
+    duration = (len(x) - 1) / fps
+    t = np.arange(int(np.floor(duration * new_fps + 1e-6)) + 1) / new_fps
+    pos = t * fps
+    k0 = np.minimum(np.floor(pos).astype(int), len(x) - 1)
+    k1 = np.minimum(k0 + 1, len(x) - 1)
+    w = (pos - k0)[:, None].astype(np.float32)
+    return x[k0] * (1 - w) + x[k1] * w
+
+
+# ----------------------------------------------------------------------------------------------
+# Clips at random framerates (the paper's training unit)
+# ----------------------------------------------------------------------------------------------
+
+FPS_CHOICES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 100.0, 120.0)
+
+
+class ClipSampler:
+    """Draw, per sequence, a framerate s <= its native rate and m frames at rate s around a random centre.
+
+    All sequences live in one flat tensor; a clip is gathered by linear interpolation between the two
+    native frames around each timestamp, so memory depends on m, never on the sequence's framerate.
+    Features are normalized with the train statistics. Velocity channels are per second, so they mean
+    the same thing at every clip rate (the decoder is told s as well).
+    """
+
+    def __init__(self, ms, mean, std, time_norm=True):
+        self.flat = torch.from_numpy((np.concatenate(ms.features, 0) - mean) / std).float()  # (sum T_i, D)
+        lengths = np.array([len(x) for x in ms.features])
+        self.offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).long()
+        self.length = torch.from_numpy(lengths).long()
+        self.fps = torch.from_numpy(ms.fps).float()
+        self.duration = (self.length - 1).float() / self.fps
+        self.time_norm = time_norm
+        self.choices = torch.tensor(FPS_CHOICES)
+
+    def __len__(self):
+        return len(self.length)
+
+    def gather(self, idx, t_sec):
+        """Features (B, M, D) of sequences idx (B,) at times t_sec (B, M) seconds, by interpolation."""
+        pos = t_sec * self.fps[idx, None]                        # (B, M) fractional native frame
+        k0 = pos.floor().long().clamp(min=0)
+        k0 = torch.minimum(k0, self.length[idx, None] - 1)
+        k1 = torch.minimum(k0 + 1, self.length[idx, None] - 1)
+        w = (pos - k0).clamp(0, 1)[..., None]                    # (B, M, 1)
+        base = self.offset[idx, None]
+        return self.flat[base + k0] * (1 - w) + self.flat[base + k1] * w
+
+    def time_coord(self, idx, t_sec):
+        """The decoder's time input: normalized to [0, 1] over the sequence, or raw seconds."""
+        return t_sec / self.duration[idx, None] if self.time_norm else t_sec
+
+    def sample(self, idx, m, generator=None, max_fps=None):
+        """-> features (B, m, D), time coords (B, m), clip fps s (B,), idx (B,)."""
+        B = len(idx)
+        native = self.fps[idx]
+        cap = native if max_fps is None else torch.clamp(native, max=max_fps)
+        # s uniform over the standard rates up to the cap, or the cap itself (the native rate)
+        allowed = self.choices[None, :] <= cap[:, None] + 1e-6    # (B, K)
+        allowed = torch.cat([allowed, torch.ones(B, 1, dtype=torch.bool)], 1)
+        options = torch.cat([self.choices[None].expand(B, -1), cap[:, None]], 1)
+        pick = torch.multinomial(allowed.float(), 1, generator=generator)[:, 0]
+        s = options[torch.arange(B), pick]                       # (B,)
+        # a window of m frames at rate s around a random centre, kept inside the sequence; the centre is
+        # snapped to the native grid so that s = native (or native / k) reads original frames exactly
+        dur = self.duration[idx]
+        span = (m - 1) / s
+        centre = torch.rand(B, generator=generator) * dur
+        centre = torch.round(centre * native) / native
+        start = (centre - span / 2).clamp(min=0)
+        start = torch.minimum(start, (dur - span).clamp(min=0))
+        t_sec = start[:, None] + torch.arange(m)[None] / s[:, None]  # (B, m)
+        t_sec = torch.minimum(t_sec, dur[:, None])
+        return self.gather(idx, t_sec), self.time_coord(idx, t_sec), s, idx
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded dataset on disk
+# ----------------------------------------------------------------------------------------------
+
+
+def write_dataset(out_dir, motions, skeleton=SMPL22):
+    """Write generated motions (dicts with name, joints, fps, captions, action, split) in the HumanML3D
+    layout plus meta.csv (native fps, action). Files are written to a temp dir and renamed at the end."""
+    tmp = out_dir.rstrip("/") + ".tmp"
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
+    splits = {"train": [], "val": [], "test": []}
+    train_feats = []
+    for m in motions:
+        x = joints_to_features(m["joints"], skeleton, fps=m["fps"], hml3d_frame0=False)
+        np.save(os.path.join(tmp, "new_joint_vecs", m["name"] + ".npy"), x)
+        np.save(os.path.join(tmp, "new_joints", m["name"] + ".npy"), m["joints"].astype(np.float32))
+        with open(os.path.join(tmp, "texts", m["name"] + ".txt"), "w") as f:
+            for c in m["captions"]:
+                tokens = " ".join(w + "/OTHER" for w in re.findall(r"[a-z]+", c.lower()))
+                f.write(f"{c}#{tokens}#0.0#0.0\n")
+        splits[m["split"]].append(m["name"])
+        if m["split"] == "train":
+            train_feats.append(features_per_second(x, m["fps"]))
+    for split, ids in splits.items():
+        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
+            f.write("\n".join(ids) + "\n")
+    with open(os.path.join(tmp, "meta.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "fps", "action"])
+        for m in motions:
+            w.writerow([m["name"], m["fps"], m["action"]])
+    allx = np.concatenate(train_feats, 0)
+    # stored per frame at the nominal 20 fps, like HumanML3D's files (see _statistics)
+    mean = allx.mean(0) * _per_frame_scale(skeleton)
+    std = group_std(allx.std(0), skeleton) * _per_frame_scale(skeleton)
+    np.save(os.path.join(tmp, "Mean.npy"), mean.astype(np.float32))
+    np.save(os.path.join(tmp, "Std.npy"), std.astype(np.float32))
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def _per_frame_scale(skeleton):
+    return features_per_second(np.ones((1, skeleton.feature_dim), np.float32), 1.0 / skeleton.fps)[0]

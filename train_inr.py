@@ -1,0 +1,219 @@
+"""
+Stage 1 of NeRM: learn every training sequence as a variational implicit neural representation.
+
+Each step draws, per sequence, a framerate s up to the sequence's native rate and a clip of m frames at
+rate s, so memory depends on m and never on the framerate (paper §3). Every --eval-every steps the
+latents of held-out sequences are fitted with the decoder frozen and the mean joint error (MRE, metres)
+is printed at 20/40/60/100/120 fps.
+
+    python train_inr.py                                   # embedded data (generated on first use), ~5 min on 2 cores
+    python train_inr.py --fps-mode fixed --out runs/inr_fixed.pt   # the peers' 20 fps preprocessing (baseline)
+    python train_inr.py --data humanml3d --data-dir /path/to/HumanML3D
+    python train_inr.py --steps 200 --eval-every 100 --out /tmp/tiny.pt   # a tiny CPU run
+    python train_inr.py --resume                          # continue from --out
+"""
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import nerm
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--data", default="synthetic", help="humanml3d | kit | synthetic (the embedded dataset)")
+parser.add_argument("--data-dir", default=None, help="dataset directory in the HumanML3D layout (default: data/<name>)")
+parser.add_argument("--num-synthetic", type=int, default=2000, help="sequences in the embedded dataset when generated")
+parser.add_argument("--out", default="runs/inr.pt", help="checkpoint file (written atomically)")
+parser.add_argument("--resume", action="store_true", help="continue training from --out")
+parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+parser.add_argument("--batch", type=int, default=64, help="sequences per step (one clip each)")
+parser.add_argument("--clip-len", type=int, default=32, help="m: frames per clip, whatever its framerate")
+parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
+parser.add_argument("--latent-lr", type=float, default=1e-2, help="learning rate of the per-sequence latents")
+parser.add_argument("--latent-dim", type=int, default=256, help="Z (paper: 256)")
+parser.add_argument("--hidden", type=int, default=256, help="decoder width (paper-scale: 512)")
+parser.add_argument("--blocks", type=int, default=3, help="residual blocks of 2 layers (paper-scale: 4)")
+parser.add_argument("--kl-weight", type=float, default=1e-4, help="lambda_KL (paper: 1e-4)")
+parser.add_argument("--time-enc", default="codebook", choices=["none", "sinusoidal", "codebook"], help="time encoding")
+parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
+parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
+parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
+                    help="native: clips from each sequence at its own rate; fixed: everything resampled to 20 fps first")
+parser.add_argument("--progressive-steps", type=int, default=0, help="first N steps at clip rate 20 fps, then multi-rate")
+parser.add_argument("--eval-every", type=int, default=1000, help="steps between MRE evaluations (0: only at the end)")
+parser.add_argument("--eval-seqs", type=int, default=32, help="held-out sequences for MRE")
+parser.add_argument("--fit-steps", type=int, default=200, help="steps to fit held-out latents, decoder frozen")
+parser.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+parser.add_argument("--seed", type=int, default=0, help="random seed")
+parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+EVAL_FPS = (20, 40, 60, 100, 120)
+
+
+def get_lr(step, base, total, warmup=100):
+    """Linear warm-up, then cosine decay to 10% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_atomic(obj, path):
+    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, stage):
+    """Load a checkpoint safely (weights_only) and check it is the expected stage; DataError otherwise."""
+    if not os.path.exists(path):
+        raise data.DataError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: torch raises many types; name the file
+        raise data.DataError(f"{path}: not a readable nerm checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
+        found = ckpt.get("stage") if isinstance(ckpt, dict) else None
+        raise data.DataError(f"{path}: expected a stage-{stage} checkpoint, found {found or 'something else'}")
+    return ckpt
+
+
+def open_dataset(args, split, fps_mode):
+    """Load a split; the embedded dataset is generated on first use."""
+    data_dir = args.data_dir or os.path.join("data", args.data)
+    if args.data == "synthetic" and not os.path.exists(os.path.join(data_dir, "meta.csv")):
+        t0 = time.time()
+        print(f"generating the embedded dataset ({args.num_synthetic} sequences) in {data_dir} ...")
+        data.write_dataset(data_dir, data.generate_motions(args.num_synthetic, seed=0))
+        print(f"  done in {time.time() - t0:.0f} s")
+    return data.load_dataset(args.data, data_dir, split, fps_mode)
+
+
+def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, fps_list=EVAL_FPS, seed=0):
+    """MRE (metres) at each framerate on n held-out sequences whose latents are fitted, decoder frozen.
+
+    fit_set: what the model may see of them (at the training's fps mode); gt_set: the same sequences at
+    their native rate. Both ground truth and prediction go through the same joint recovery.
+    """
+    n = min(n, len(gt_set))
+    g = torch.Generator().manual_seed(seed)
+    fit = data.ClipSampler(fit_set, mean, std, time_norm=fit_set.time_norm)
+    gt = data.ClipSampler(gt_set, mean, std, time_norm=fit_set.time_norm)
+
+    def sample_clip():
+        k = torch.randint(0, n, (64,), generator=g)
+        x, t, s, _ = fit.sample(k, m, generator=g)
+        return k.to(device), t.to(device), s.to(device), x.to(device)
+
+    z = nerm.fit_latents(decoder, sample_clip, n, cfg.latent_dim, steps=fit_steps, kl_weight=cfg.kl_weight)
+    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
+    out = {}
+    for f in fps_list:
+        errs = []
+        for i in range(n):
+            t_sec = torch.arange(int(gt.duration[i] * f + 1e-6) + 1)[None].float() / f  # (1, M)
+            idx = torch.tensor([i])
+            x_gt = gt.gather(idx, t_sec)[0] * std_t + mean_t
+            x_hat = nerm.decode(decoder, z[i:i + 1], gt.time_coord(idx, t_sec).to(device),
+                                torch.tensor([float(f)], device=device))[0].cpu() * std_t + mean_t
+            j_gt = data.features_to_joints(data.features_per_frame(x_gt.numpy(), f), gt_set.skeleton)
+            j_hat = data.features_to_joints(data.features_per_frame(x_hat.numpy(), f), gt_set.skeleton)
+            errs.append(np.linalg.norm(j_gt - j_hat, axis=-1).mean())
+        out[f] = float(np.mean(errs))
+    return out
+
+
+if __name__ == "__main__":
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    try:
+        ckpt = load_checkpoint(args.out, stage=1) if args.resume else None
+        train_set = open_dataset(args, "train", args.fps_mode)
+        val_fit = open_dataset(args, "val", args.fps_mode)
+        val_gt = open_dataset(args, "val", "native")
+    except data.DataError as e:
+        sys.exit(f"error: {e}")
+    time_norm = not args.no_time_norm
+    train_set.time_norm = val_fit.time_norm = time_norm
+    mean, std = train_set.mean, train_set.std
+    sampler = data.ClipSampler(train_set, mean, std, time_norm=time_norm)
+    D = train_set.skeleton.feature_dim
+    print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
+          f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}")
+
+    if ckpt is not None:
+        cfg = nerm.INRConfig(**ckpt["model_args"])
+        if cfg.num_sequences != len(train_set) or cfg.feature_dim != D:
+            sys.exit(f"error: {args.out} was trained on {cfg.num_sequences} sequences of width {cfg.feature_dim}, "
+                     f"this dataset has {len(train_set)} of width {D}")
+    else:
+        cfg = nerm.INRConfig(feature_dim=D, num_sequences=len(train_set), latent_dim=args.latent_dim,
+                             hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
+                             variational=not args.no_variational, kl_weight=args.kl_weight)
+    model = nerm.NeRM(cfg).to(args.device)
+    # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
+    latent_params = [p for p in model.latents.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
+                                  {"params": model.decoder.parameters(), "lr": args.lr, "base": args.lr}])
+    step, history = 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, history = ckpt["step"], ckpt.get("history", [])
+        torch.manual_seed(args.seed + step)
+        print(f"resumed {args.out} at step {step}")
+
+    def checkpoint():
+        save_atomic({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
+                     "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
+                     "time_norm": time_norm, "skeleton": train_set.skeleton.name,
+                     "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
+                                   "duration": torch.from_numpy(train_set.durations()),
+                                   "captions": train_set.captions, "actions": train_set.actions}}, args.out)
+
+    def run_eval():
+        mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, cfg, mean, std, args.fit_steps,
+                           args.clip_len, args.device)
+        history.append({"step": step, "mre": {str(k): v for k, v in mre.items()}})
+        print(f"step {step}: held-out MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre.items()))
+        return mre
+
+    g = torch.Generator().manual_seed(args.seed + step)
+    t0, start = time.time(), step
+    pbar = tqdm(total=args.steps, initial=step, disable=None)
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = get_lr(step, group["base"], args.steps)
+        idx = torch.randint(0, len(sampler), (args.batch,), generator=g)
+        max_fps = 20.0 if step < args.progressive_steps else None  # progressive: fixed rate first
+        x, t, s, idx = sampler.sample(idx, args.clip_len, generator=g, max_fps=max_fps)
+        x, t, s, idx = x.to(args.device), t.to(args.device), s.to(args.device), idx.to(args.device)
+        _, loss, recon, prior = model(idx, t, s, x)
+        if not torch.isfinite(loss):
+            kept = f"the last good checkpoint is {args.out}" if os.path.exists(args.out) else "no checkpoint was written"
+            sys.exit(f"error: loss became {loss.item()} at step {step}; stopping ({kept}). Try a lower --lr.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        pbar.update(1)
+        if step % 20 == 0:
+            pbar.set_postfix(recon=f"{recon.item():.4f}", prior=f"{prior.item():.1f}")
+        if step % args.save_every == 0:
+            checkpoint()
+        if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+            run_eval()
+    pbar.close()
+    print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
+    run_eval()
+    checkpoint()
+    print(f"wrote {args.out}")
