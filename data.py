@@ -1,8 +1,7 @@
 """
 Motion data for NeRM: skeletons, HumanML3D-style features, datasets and clip sampling.
 
-    python data.py synthetic --out data/synthetic      # write the embedded dataset (HumanML3D layout)
-    python data.py check                               # features vs ../shared/realdata reference pairs
+    python data.py --out data/synthetic --num 2000     # write the embedded dataset (HumanML3D layout), ~25 s
 
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
@@ -623,6 +622,12 @@ class ClipSampler:
 # ----------------------------------------------------------------------------------------------
 
 
+def generate_motions(num=2000, seed=0):
+    """The embedded dataset's motions: procedural, deterministic by seed (see synthetic.py)."""
+    from synthetic import generate_motions as generate   # synthetic.py builds on this module: import late
+    return generate(num, seed)
+
+
 def write_dataset(out_dir, motions, skeleton=SMPL22):
     """Write generated motions (dicts with name, joints, fps, captions, action, split) in the HumanML3D
     layout plus meta.csv (native fps, action). Files are written to a temp dir and renamed at the end."""
@@ -663,3 +668,426 @@ def write_dataset(out_dir, motions, skeleton=SMPL22):
 
 def _per_frame_scale(skeleton):
     return features_per_second(np.ones((1, skeleton.feature_dim), np.float32), 1.0 / skeleton.fps)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# BVH files
+# ----------------------------------------------------------------------------------------------
+# BVH motion files: read any skeleton as joint positions, write joint positions back as a BVH.
+#
+#     joints, skeleton, fps = read_bvh("walk.bvh")                   # (T, J, 3) metres, Skeleton, 1 / Frame Time
+#     write_bvh("out.bvh", joints, SMPL22, fps=20)                   # positions -> a BVH that Blender imports
+#     bvh = read_bvh_channels("walk.bvh"); write_bvh_channels("copy.bvh", bvh)   # exact raw round trip
+#     python -m pytest -q tests/test_bvh.py
+#
+# Conventions (BVH's own, as Blender's importer reads them):
+# - Euler angles in degrees, intrinsic, in the listed order: CHANNELS ... Zrotation Yrotation Xrotation means
+#   R = Rz · Ry · Rx. A child sits at parent_pos + parent_global_rot @ t, where t is the child's OFFSET, or its
+#   position channels when it has them (any joint may: Bandai writes 6 channels on every joint).
+# - Y is up (not checked). End Sites are not joints. Lines may end in LF, CRLF or a mix of both.
+# - Units: read_bvh(scale=None) guesses metres per file unit from the body size (_guess_scale).
+
+
+@dataclass
+class BVHData:
+    """A BVH file as written: joints in file (depth-first) order, channels and motion untouched."""
+    names: list         # (J,) joint names
+    parents: list       # (J,) parent index, -1 for a root
+    offsets: np.ndarray  # (J, 3) OFFSET of each joint, file units
+    channels: list      # (J,) tuple of channel names per joint, e.g. ("Zrotation", "Yrotation", "Xrotation")
+    end_sites: list     # [(joint, (3,) offset)]: End Site blocks, kept only to write the file back
+    motion: np.ndarray  # (T, C) one row per frame, C = total channel count
+    frame_time: float   # seconds per frame: fps = 1 / frame_time
+
+
+_CHANNELS = {a + kind for a in "XYZ" for kind in ("position", "rotation")}
+
+
+def read_bvh_channels(path):
+    """Parse a BVH file into BVHData; any malformation raises ValueError('{path}: line N: ...')."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        lines = f.read().splitlines()             # text mode already maps CRLF and lone CR to LF
+
+    def fail(msg):
+        raise ValueError(f"{path}: {msg}")
+
+    m = next((i for i, line in enumerate(lines) if line.strip().upper() == "MOTION"), None)
+    if m is None:
+        fail(f"no MOTION line in its {len(lines)} lines")
+    toks = [(t, i + 1) for i, line in enumerate(lines[:m]) for t in line.split()]   # (token, line number)
+    k = 0
+
+    def take(what):
+        nonlocal k
+        if k >= len(toks):
+            fail(f"line {m + 1}: HIERARCHY ends before {what}")
+        k += 1
+        return toks[k - 1]
+
+    def number(what):
+        t, ln = take(what)
+        try:
+            return float(t)
+        except ValueError:
+            fail(f"line {ln}: {what} {t!r} is not a number")
+
+    t, ln = take("HIERARCHY")
+    if t.upper() != "HIERARCHY":
+        fail(f"line {ln}: expected HIERARCHY, found {t!r}")
+    names, parents, offsets, channels, end_sites = [], [], [], [], []
+    stack = []                                    # open blocks: joint index, or None for an End Site
+    while k < len(toks):
+        t, ln = take("")
+        key = t.upper()
+        if key in ("ROOT", "JOINT"):
+            if (key == "ROOT") == bool(stack) or (stack and stack[-1] is None):
+                fail(f"line {ln}: {t} is not allowed here")
+            name = []
+            while k < len(toks) and toks[k][1] == ln:  # the rest of the line, spaces and all
+                name.append(take("a name")[0])
+            if not name:
+                fail(f"line {ln}: {t} without a name")
+            names.append(" ".join(name))
+            parents.append(stack[-1] if stack else -1)
+            offsets.append(None)
+            channels.append(())
+            if take("'{'")[0] != "{":
+                fail(f"line {ln}: expected '{{' after {t} {names[-1]}")
+            stack.append(len(names) - 1)
+        elif key == "END":
+            if take("Site")[0].upper() != "SITE" or not stack or stack[-1] is None:
+                fail(f"line {ln}: misplaced End Site")
+            while k < len(toks) and toks[k][1] == ln:   # some exporters name the End Site: ignore it
+                k += 1
+            if take("'{'")[0] != "{":
+                fail(f"line {ln}: expected '{{' after End Site")
+            end_sites.append([stack[-1], None])
+            stack.append(None)
+        elif key == "OFFSET" and stack:
+            xyz = [number("OFFSET value") for _ in range(3)]
+            if stack[-1] is None:
+                end_sites[-1][1] = np.array(xyz)
+            else:
+                offsets[stack[-1]] = xyz
+        elif key == "CHANNELS" and stack and stack[-1] is not None:
+            n = number("channel count")
+            chans = tuple(take("a channel name")[0] for _ in range(int(n)))
+            bad = [c for c in chans if c[:1].upper() + c[1:].lower() not in _CHANNELS]
+            if bad or n != int(n) or n < 0:
+                fail(f"line {ln}: bad CHANNELS {bad or n}")
+            channels[stack[-1]] = chans
+        elif t == "}" and stack:
+            stack.pop()
+        else:
+            fail(f"line {ln}: unexpected {t!r} in HIERARCHY")
+    if stack or not names:
+        fail(f"line {m + 1}: HIERARCHY " + ("has an unclosed '{'" if stack else "has no ROOT"))
+    missing = [n for n, o in zip(names, offsets) if o is None]
+    if missing or any(e[1] is None for e in end_sites):
+        fail(f"no OFFSET for {missing or 'an End Site'}")
+
+    # MOTION: 'Frames: T', 'Frame Time: dt', then T rows of C numbers
+    body = [(i + 1, line) for i, line in enumerate(lines[m + 1:], start=m + 1) if line.strip()]
+    header = {}
+    for (ln, line), key in zip(body[:2], ("frames", "frame time")):
+        name, _, value = line.partition(":")
+        try:
+            header[key] = (int if key == "frames" else float)(value)
+        except ValueError:
+            name = ""
+        if name.strip().lower() != key:
+            fail(f"line {ln}: expected '{key.title()}: <number>', found {line.strip()!r}")
+    if len(header) < 2 or header["frame time"] <= 0:
+        fail(f"line {m + 1}: MOTION needs 'Frames:' and a positive 'Frame Time:'")
+    T, C = header["frames"], sum(len(c) for c in channels)
+    rows = body[2:]
+    values = [line.split() for _, line in rows]
+    for (ln, _), v in zip(rows, values):
+        if len(v) != C:
+            fail(f"line {ln}: {len(v)} values, expected {C} (one per channel)")
+    if len(rows) != T:
+        fail(f"line {rows[-1][0] if rows else body[1][0]}: 'Frames: {T}' but {len(rows)} frame lines (truncated?)")
+    try:
+        motion = np.array(values, dtype=np.float64).reshape(T, C)
+    except ValueError:
+        for (ln, _), v in zip(rows, values):
+            for x in v:
+                try:
+                    float(x)
+                except ValueError:
+                    fail(f"line {ln}: {x!r} is not a number")
+    return BVHData(names, parents, np.array(offsets, dtype=np.float64), channels, end_sites, motion,
+                   header["frame time"])
+
+
+def _axis_rotation(axis, rad):
+    """(T,) angles -> (T, 3, 3) rotations about axis 0, 1, 2 (x, y, z), right-handed."""
+    i, k = (axis + 1) % 3, (axis + 2) % 3
+    R = np.zeros(rad.shape + (3, 3))
+    R[:, axis, axis] = 1.0
+    R[:, i, i], R[:, i, k], R[:, k, i], R[:, k, k] = np.cos(rad), -np.sin(rad), np.sin(rad), np.cos(rad)
+    return R
+
+
+def bvh_positions(bvh):
+    """(T, J, 3) joint positions in file units: forward kinematics with the BVH channel semantics."""
+    T, J = len(bvh.motion), len(bvh.names)
+    pos, glob = np.zeros((T, J, 3)), np.zeros((T, J, 3, 3))
+    col = 0
+    for j, p in enumerate(bvh.parents):           # parents precede children in a BVH
+        trans, rot = np.tile(bvh.offsets[j], (T, 1)), np.tile(np.eye(3), (T, 1, 1))
+        for ch in bvh.channels[j]:
+            axis, value = "XYZ".index(ch[0].upper()), bvh.motion[:, col]
+            col += 1
+            if ch[1:].lower() == "position":
+                trans[:, axis] = value            # position channels replace the OFFSET
+            else:
+                rot = rot @ _axis_rotation(axis, np.radians(value))   # intrinsic: R = R_c1 R_c2 R_c3
+        if p < 0:
+            pos[:, j], glob[:, j] = trans, rot
+        else:
+            pos[:, j] = pos[:, p] + np.einsum("tij,tj->ti", glob[:, p], trans)
+            glob[:, j] = glob[:, p] @ rot
+    return pos
+
+
+# metres per file unit, chosen by the body's size in file units (below the bound): metres, CMU's unit
+# (1/0.45 inch = 0.0564 m; the cgspeed conversions keep it), inches, centimetres, millimetres
+_UNIT_GUESSES = ((4.0, 1.0), (45.0, 0.0564), (110.0, 0.0254), (1000.0, 0.01), (np.inf, 0.001))
+
+
+def _guess_scale(pos):
+    """Metres per file unit. Size = the largest side of the joints' bounding box over all frames, leaving out
+    joint 0 (Bandai's root stays at the origin while the body walks away): about the body height, or the arm
+    span in a T-pose, whatever the pose. A 1.7 m person measures ~1.7 (m), ~30 (CMU), ~67 (in), ~170 (cm)."""
+    body = pos[:, 1:] if pos.shape[1] > 1 else pos
+    size = np.ptp(body, axis=1).max() if len(pos) else 0.0
+    return next(scale for bound, scale in _UNIT_GUESSES if size < bound)
+
+
+def read_bvh(path, scale=None):
+    """(positions (T, J, 3) metres, Skeleton, fps) from a BVH file; scale = metres per file unit (None: guess)."""
+    bvh = read_bvh_channels(path)
+    pos = bvh_positions(bvh)
+    scale = _guess_scale(pos) if scale is None else scale
+    fps = 1.0 / bvh.frame_time                   # keep the file's rate: .0083333 -> 120.0005 (see round_fps)
+    off = bvh.offsets * scale
+    # no bone for a root, nor for a joint whose distance to its parent changes (its position channels carry a
+    # trajectory: Bandai's Hips under a static joint_Root, whose OFFSET even holds the start point, 4.6 m away)
+    parents = np.asarray(bvh.parents)
+    moving = np.ptp(np.linalg.norm(pos - pos[:, parents], axis=-1), axis=0) * scale > 1e-4 if len(pos) else 0
+    off[(parents < 0) | moving] = 0.0
+    lengths = np.linalg.norm(off, axis=1)
+    dirs = np.divide(off, lengths[:, None], out=np.zeros_like(off), where=lengths[:, None] > 0)
+    face, left, right, leg = _body_parts(bvh.names, bvh.parents)
+    name = str(path).replace("\\", "/").split("/")[-1].rsplit(".", 1)[0]
+    skeleton = Skeleton(name=name, joint_names=tuple(bvh.names), parents=tuple(bvh.parents),
+                        rest_dirs=tuple(map(tuple, dirs.tolist())), bone_lengths=tuple(lengths.tolist()),
+                        chains=_chains(bvh.parents), face_joints=face, feet_left=left, feet_right=right,
+                        fps=fps, leg_joints=leg)
+    return pos * scale, skeleton, fps
+
+
+def round_fps(fps, rel_tol=5e-4):
+    """The intended rate: 120.0005 -> 120.0, 59.9988 -> 60.0, 29.97 stays 29.97 (rounded to 3 decimals)."""
+    return float(round(fps)) if abs(fps - round(fps)) <= rel_tol * fps else round(fps, 3)
+
+
+def _chains(parents):
+    """Kinematic chains, each from the root or a branching joint down to a leaf (the first child continues
+    the chain, the others start new ones): SMPL22's tree gives back _SMPL22_CHAINS."""
+    children = [[c for c, p in enumerate(parents) if p == j] for j in range(len(parents))]
+    chains, todo = [], [[r] for r, p in enumerate(parents) if p < 0]
+    while todo:
+        chain = todo.pop(0)
+        while children[chain[-1]]:
+            first, *others = children[chain[-1]]
+            todo += [[chain[-1], c] for c in others]
+            chain.append(first)
+        chains.append(tuple(chain))
+    return tuple(chains)
+
+
+def _side(name):
+    """'l', 'r' or None from a joint name: LeftHip, lHip, LHipJoint, l_hip, UpperLeg_L, Hand.R ..."""
+    n = name.split(":")[-1]                       # drop a namespace such as 'mixamorig:'
+    low = n.lower()
+    for word in ("left", "right"):
+        if word in low:
+            return word[0]
+    if len(n) > 1 and n[0] in "lLrR" and (n[1] in "_.- " or n[1].isupper()):
+        return n[0].lower()
+    if len(n) > 1 and n[-1] in "lLrR" and n[-2] in "_.- ":
+        return n[-1].lower()
+    return None
+
+
+# name keywords per body part, preferred first; ties go to the deepest joint (CMU's LeftHip below LHipJoint)
+_PART_WORDS = {"hip": ("upperleg", "upleg", "thigh", "hip"), "shoulder": ("upperarm", "shoulder"),
+               "ankle": ("ankle", "foot")}
+
+
+def _body_parts(names, parents):
+    """Guess (face_joints, feet_left, feet_right, leg_joints) from joint names; empty tuples when not found.
+    The toe is the ankle's first child, the knee the right ankle's parent (HumanML3D measures the right leg)."""
+    depth = []
+    for p in parents:
+        depth.append(depth[p] + 1 if p >= 0 else 0)
+
+    def find(part, side):
+        hits = [(rank, -depth[j], j) for j, n in enumerate(names) if _side(n) == side
+                for rank, word in enumerate(_PART_WORDS[part]) if word in n.lower()]
+        return min(hits)[2] if hits else None
+
+    face = tuple(find(part, side) for part, side in (("hip", "r"), ("hip", "l"), ("shoulder", "r"), ("shoulder", "l")))
+    feet = []
+    for side in "lr":
+        ankle = find("ankle", side)
+        toe = [c for c, p in enumerate(parents) if p == ankle][:1] if ankle is not None else []
+        feet.append(() if ankle is None else (ankle, *toe))
+    leg = (parents[feet[1][0]], feet[1][0]) if feet[1] and parents[feet[1][0]] >= 0 else ()
+    return (face if None not in face else ()), feet[0], feet[1], leg
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+def write_bvh_channels(path, bvh, fmt=None):
+    """Write BVHData. fmt=None writes each number as repr (the shortest text that parses back to the same
+    float), so read -> write -> read is bit-identical; write_bvh passes '%.6f'. Line endings are LF."""
+    num = repr if fmt is None else (lambda x: fmt % x)
+    children = [[c for c, p in enumerate(bvh.parents) if p == j] for j in range(len(bvh.names))]
+    out = ["HIERARCHY"]
+
+    def block(j, ind):
+        # one item per line, '{' alone: Blender's importer reads the lines after JOINT by position
+        out.extend([f"{ind}{'JOINT' if bvh.parents[j] >= 0 else 'ROOT'} {bvh.names[j]}", ind + "{",
+                    f"{ind}  OFFSET {' '.join(map(num, bvh.offsets[j].tolist()))}",
+                    f"{ind}  CHANNELS {len(bvh.channels[j])} {' '.join(bvh.channels[j])}".rstrip()])
+        for c in children[j]:
+            block(c, ind + "  ")
+        for _, off in (e for e in bvh.end_sites if e[0] == j):
+            out.extend([ind + "  End Site", ind + "  {", f"{ind}    OFFSET {' '.join(map(num, off.tolist()))}",
+                        ind + "  }"])
+        out.append(ind + "}")
+
+    for r in (j for j, p in enumerate(bvh.parents) if p < 0):
+        block(r, "")
+    out += ["MOTION", f"Frames: {len(bvh.motion)}", f"Frame Time: {bvh.frame_time!r}"]
+    out += [" ".join(map(num, row)) for row in bvh.motion.tolist()]
+    with open(path, "w", newline="\n") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def _unit(v):
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, n, out=np.zeros(np.broadcast(v, n).shape), where=n > 1e-12)
+
+
+def _between(u, v):
+    """(..., 3, 3) shortest-arc rotations taking direction u to direction v (HumanML3D's qbetween, data.qbetween),
+    plus the cases it leaves undefined: a zero vector gives the identity, opposite vectors a half-turn."""
+    u, v = np.broadcast_arrays(_unit(u), _unit(v))
+    q = np.concatenate([1.0 + (u * v).sum(-1, keepdims=True), np.cross(u, v)], axis=-1)   # (..., 4) w, xyz
+    opposite = np.linalg.norm(q, axis=-1) < 1e-9
+    if opposite.any():                            # any axis perpendicular to u will do
+        uo = u[opposite]
+        q[opposite] = np.concatenate([np.zeros((len(uo), 1)),
+                                      _unit(np.cross(uo, np.eye(3)[np.abs(uo).argmin(-1)]))], axis=-1)
+    return quat_to_matrix(_unit(q))
+
+
+def _kabsch(a, b):
+    """(T, 3, 3) rotations R minimising sum_k |R a_k - b_k|^2 for rest vectors a (K, 3), posed b (T, K, 3)."""
+    U, _, Vt = np.linalg.svd(np.einsum("ki,tkj->tij", a, b))
+    V, Ut = np.swapaxes(Vt, -1, -2), np.swapaxes(U, -1, -2)
+    D = np.tile(np.eye(3), (len(b), 1, 1))
+    D[:, 2, 2] = np.where(np.linalg.det(V @ Ut) < 0, -1.0, 1.0)   # a rotation, never a reflection
+    return V @ D @ Ut
+
+
+def _euler_zyx(R):
+    """(..., 3, 3) -> (..., 3) degrees (z, y, x) with R = Rz Ry Rx, the order written in CHANNELS."""
+    cy = np.hypot(R[..., 0, 0], R[..., 1, 0])
+    ok = cy > 1e-9                                # at y = ±90° only z ± x is defined: put it all in z
+    z = np.where(ok, np.arctan2(R[..., 1, 0], R[..., 0, 0]), np.arctan2(-R[..., 0, 1], R[..., 1, 1]))
+    x = np.where(ok, np.arctan2(R[..., 2, 1], R[..., 2, 2]), 0.0)
+    return np.degrees(np.stack([z, np.arctan2(-R[..., 2, 0], cy), x], axis=-1))
+
+
+_POS, _ROT = ("Xposition", "Yposition", "Zposition"), ("Zrotation", "Yrotation", "Xrotation")
+
+
+def write_bvh(path, joints, skeleton=SMPL22, fps=None, units="m", length_tol=1e-3):
+    """Write (T, J, 3) joint positions (metres) on `skeleton` as a BVH; returns the BVHData written.
+
+    Rotations come from positions: a joint with one child gets the swing that turns the child's rest offset
+    (in the parent's posed frame) onto the posed bone, as HumanML3D's IK does. No single rotation can place
+    the several children of a branching joint (SMPL's pelvis and spine3) when the input is not rigidly
+    consistent, so those children also carry position channels (6 channels, as Bandai writes every joint),
+    and the branching joint takes the best-fit (Kabsch) rotation of its children, so Blender shows a sensible
+    orientation. This keeps the skeleton's own joints and names (no helper joints, no zero-length bones) and
+    makes read_bvh(write_bvh(x)) == x for any x. Bones whose length varies by more than length_tol metres over
+    the clip (a trajectory joint, generated motion) get position channels for the same reason; the others are
+    rotations with OFFSET = rest_dir * mean length. units: 'm' or 'cm' in the file. Frame Time = 1/fps (%.8f).
+    """
+    x = np.asarray(joints, dtype=np.float64)
+    T, J = x.shape[:2]
+    if x.shape != (T, skeleton.num_joints, 3) or T == 0:
+        raise ValueError(f"joints {x.shape} do not fit {skeleton.name}'s ({skeleton.num_joints}, 3) per frame")
+    fps = skeleton.fps if fps is None else fps
+    unit = {"m": 1.0, "cm": 100.0}[units]
+    par = skeleton.parents
+    kids = [[c for c, p in enumerate(par) if p == j] for j in range(J)]
+    bone = x - x[:, [p if p >= 0 else j for j, p in enumerate(par)]]     # (T, J, 3), zero at the root
+    lengths = np.linalg.norm(bone, axis=-1)                             # (T, J)
+    dirs = np.asarray(skeleton.rest_dirs, dtype=np.float64)
+    off = dirs * lengths.mean(0)[:, None]                               # (J, 3) OFFSETs, metres
+    has_loc = [p < 0 or len(kids[p]) > 1 or np.ptp(lengths[:, j]) > length_tol
+               or (not dirs[j].any() and lengths[:, j].mean() > length_tol) for j, p in enumerate(par)]
+
+    glob = np.zeros((T, J, 3, 3))                 # global rotation of each joint's frame
+    for j, p in enumerate(par):                   # parents precede children in our skeletons
+        parent = glob[:, p] if p >= 0 else np.eye(3)
+        if len(kids[j]) == 1:
+            c = kids[j][0]
+            glob[:, j] = _between(parent @ off[c], bone[:, c]) @ parent
+        elif kids[j]:
+            glob[:, j] = _kabsch(off[kids[j]], bone[:, kids[j]])
+        else:
+            glob[:, j] = parent                   # a leaf: nothing to aim, keep the parent's frame
+    parent_glob = np.stack([glob[:, p] if p >= 0 else np.tile(np.eye(3), (T, 1, 1)) for p in par], 1)
+    local = np.swapaxes(parent_glob, -1, -2) @ glob                           # (T, J, 3, 3)
+    euler = _euler_zyx(local)                                                 # (T, J, 3) degrees
+    loc = np.einsum("tjki,tjk->tji", parent_glob, np.where(np.array(par)[:, None] < 0, x, bone))  # parent frame
+
+    order, todo = [], [j for j, p in enumerate(par) if p < 0][::-1]
+    while todo:                                   # depth-first: the order BVH nests (and stores) joints
+        order.append(todo.pop())
+        todo += kids[order[-1]][::-1]
+    new = {j: i for i, j in enumerate(order)}
+    motion = np.concatenate([np.concatenate([loc[:, j] * unit, euler[:, j]], -1) if has_loc[j] else euler[:, j]
+                             for j in order], axis=1)
+    bvh = BVHData(names=[skeleton.joint_names[j] for j in order],
+                  parents=[new[par[j]] if par[j] >= 0 else -1 for j in order],
+                  offsets=off[order] * unit,
+                  channels=[_POS + _ROT if has_loc[j] else _ROT for j in order],
+                  end_sites=[(new[j], 0.5 * off[j] * unit) for j in order if not kids[j]],   # a tip for Blender
+                  motion=motion, frame_time=float(f"{1.0 / fps:.8f}"))
+    write_bvh_channels(path, bvh, fmt="%.6f")
+    return bvh
+
+
+if __name__ == "__main__":
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(description="Write the embedded dataset in the HumanML3D layout.")
+    parser.add_argument("--out", default="data/synthetic", help="output directory (replaced)")
+    parser.add_argument("--num", type=int, default=2000, help="number of sequences")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    args = parser.parse_args()
+    t0 = time.time()
+    write_dataset(args.out, generate_motions(args.num, args.seed))
+    print(f"wrote {args.num} sequences to {args.out} in {time.time() - t0:.1f} s")

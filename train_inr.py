@@ -167,6 +167,8 @@ if __name__ == "__main__":
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group, base in zip(optimizer.param_groups, (args.latent_lr, args.lr)):
+            group["base"] = base  # the rates asked for now, not the saved ones
         step, history = ckpt["step"], ckpt.get("history", [])
         torch.manual_seed(args.seed + step)
         print(f"resumed {args.out} at step {step}")

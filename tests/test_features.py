@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # so that plain `pytest` finds data.py
 import data  # noqa: E402
 from data import KIT21, SMPL22  # noqa: E402
 

@@ -1,0 +1,65 @@
+"""train_inr.py end to end on a tiny embedded dataset: python -m pytest -q tests/test_train_inr.py"""
+import os
+import subprocess
+import sys
+
+import torch
+
+import nerm
+import train_inr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--steps", "6", "--batch", "8", "--clip-len", "8", "--hidden", "32", "--blocks", "1", "--latent-dim", "16",
+        "--eval-seqs", "2", "--fit-steps", "2", "--eval-every", "0", "--save-every", "3", "--device", "cpu"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train_inr.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+def test_train_checkpoint_round_trip_and_resume(small_dataset, tmp_path):
+    out = str(tmp_path / "inr.pt")
+    r = run("--data-dir", small_dataset, "--out", out, *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "held-out MRE" in r.stdout and "@120fps" in r.stdout
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["stage"] == 1 and ckpt["step"] == 6 and not os.path.exists(out + ".tmp")
+    model = nerm.NeRM(nerm.INRConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    assert model.latents.mu.shape[0] == len(ckpt["sequences"]["names"]) == len(ckpt["sequences"]["captions"])
+    assert ckpt["mean"].shape == (263,) and ckpt["args"]["fps_mode"] == "native"
+    # resume continues from step 6 to 10 with the saved optimizer state
+    r = run("--data-dir", small_dataset, "--out", out, "--resume", *TINY, "--steps", "10")
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stdout and torch.load(out, weights_only=True)["step"] == 10
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_path):
+    out = str(tmp_path / "inr.pt")
+    assert run("--data-dir", small_dataset, "--out", out, *TINY).returncode == 0
+    before = torch.load(out, weights_only=True)
+    # an absurd learning rate overflows the weights at once
+    r = run("--data-dir", small_dataset, "--out", out, "--resume", *TINY, "--steps", "20", "--lr", "1e38",
+            "--latent-lr", "1e38")
+    assert r.returncode != 0 and "error: loss became" in r.stderr and "Traceback" not in r.stderr
+    after = torch.load(out, weights_only=True)
+    assert after["step"] == before["step"]
+    assert all(torch.isfinite(v).all() for v in after["model"].values())
+
+
+def test_bad_inputs_get_one_line(tmp_path, small_dataset):
+    r = run("--data", "humanml3d", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "x.pt"))
+    assert r.returncode != 0 and "expected layout" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    r = run("--data-dir", small_dataset, "--out", str(bad), "--resume", *TINY)
+    assert r.returncode != 0 and "not a readable nerm checkpoint" in r.stderr and "Traceback" not in r.stderr
+    r = run("--data-dir", small_dataset, "--out", str(tmp_path / "absent.pt"), "--resume", *TINY)
+    assert r.returncode != 0 and "not found" in r.stderr
+
+
+def test_lr_schedule_warms_up_and_decays():
+    assert train_inr.get_lr(0, 1.0, 1000) == 0.01
+    assert abs(train_inr.get_lr(99, 1.0, 1000) - 1.0) < 1e-9
+    assert abs(train_inr.get_lr(1000, 1.0, 1000) - 0.1) < 1e-9

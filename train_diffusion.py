@@ -1,0 +1,125 @@
+"""
+Stage 2 of NeRM: a latent DDPM with classifier-free guidance over the stage-1 latents.
+
+Every training sequence i has a learned Gaussian N(mu_i, Sigma_i); this trains eps_phi(z_k, k, c, duration)
+on z ~ N(mu_i, Sigma_i) with c = one of the sequence's captions (--cond text), its action label (--cond
+action) or nothing (--cond none). The checkpoint carries the vocabulary and the stage-1 decoder, so
+sample.py needs nothing else.
+
+    python train_diffusion.py                                   # after train_inr.py, ~3 min on 2 cores
+    python train_diffusion.py --cond action --out runs/diffusion_action.pt
+    python train_diffusion.py --steps 100 --out /tmp/d.pt       # a tiny CPU run
+    python train_diffusion.py --resume                          # continue from --out
+"""
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+
+import torch
+from tqdm import tqdm
+
+import data
+import nerm
+from train_inr import get_lr, load_checkpoint, save_atomic
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--inr", default="runs/inr.pt", help="stage-1 checkpoint from train_inr.py")
+parser.add_argument("--out", default="runs/diffusion.pt", help="stage-2 checkpoint (written atomically)")
+parser.add_argument("--resume", action="store_true", help="continue training from --out")
+parser.add_argument("--cond", default="text", choices=["text", "action", "none"], help="what generation is conditioned on")
+parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
+parser.add_argument("--batch", type=int, default=128, help="latents per step")
+parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
+parser.add_argument("--d-model", type=int, default=128, help="denoiser width (GPU-scale: 256+)")
+parser.add_argument("--layers", type=int, default=4, help="denoiser blocks")
+parser.add_argument("--cond-drop", type=float, default=0.1, help="probability of the null condition in training")
+parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
+parser.add_argument("--seed", type=int, default=0, help="random seed")
+parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+
+
+def stage1_payload(inr):
+    """What sample.py needs of stage 1: the decoder, its config and the feature statistics."""
+    decoder = {k[len("decoder."):]: v for k, v in inr["model"].items() if k.startswith("decoder.")}
+    return {"model_args": inr["model_args"], "decoder": decoder, "mean": inr["mean"], "std": inr["std"],
+            "time_norm": inr["time_norm"], "skeleton": inr["skeleton"], "args": inr["args"],
+            "max_fps": float(inr["sequences"]["fps"].max())}
+
+
+if __name__ == "__main__":
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    try:
+        inr = load_checkpoint(args.inr, stage=1)
+        ckpt = load_checkpoint(args.out, stage=2) if args.resume else None
+    except data.DataError as e:
+        sys.exit(f"error: {e}")
+    seqs = inr["sequences"]
+    mu, logvar = inr["model"]["latents.mu"], inr["model"]["latents.logvar"]
+    variational = inr["model_args"]["variational"]
+    duration = seqs["duration"].float()
+    captions, action_names = seqs["captions"], sorted(set(seqs["actions"]))
+    actions = torch.tensor([action_names.index(a) for a in seqs["actions"]])
+    if args.cond == "text" and not all(captions):
+        sys.exit(f"error: {args.inr} has sequences without captions; use --cond action or --cond none")
+    if args.cond == "action" and action_names == [""]:
+        sys.exit(f"error: {args.inr} has no action labels; use --cond text or --cond none")
+    print(f"{len(mu)} latents of size {mu.shape[1]} from {args.inr}, cond {args.cond}, "
+          f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s")
+
+    if ckpt is not None:
+        cfg = nerm.DiffusionConfig(**ckpt["model_args"])
+    else:
+        vocab = nerm.Vocab.build([c for caps in captions for c in caps]).to_list() if args.cond == "text" else None
+        cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
+                                   d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
+    model = nerm.LatentDiffusion(cfg).to(args.device)
+    model.set_latent_stats(mu.to(args.device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+        torch.manual_seed(args.seed + step)
+        print(f"resumed {args.out} at step {step}")
+
+    def checkpoint():
+        save_atomic({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "model_args": asdict(cfg), "args": vars(args), "step": step, "actions": action_names,
+                     "durations": duration, "inr": stage1_payload(inr)}, args.out)
+
+    g = torch.Generator().manual_seed(args.seed + step)
+    mu, std = mu.to(args.device), (0.5 * logvar).exp().to(args.device)
+    t0, start = time.time(), step
+    pbar = tqdm(total=args.steps, initial=step, disable=None)
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = get_lr(step, args.lr, args.steps)
+        idx = torch.randint(0, len(mu), (args.batch,), generator=g)
+        # train on draws from each sequence's Gaussian, the latent space the variational INR decodes well
+        z0 = mu[idx] + (std[idx] * torch.randn(mu[idx].shape, generator=g).to(args.device) if variational else 0)
+        if args.cond == "text":
+            pick = torch.randint(0, 1 << 30, (args.batch,), generator=g)
+            cond = [captions[i][p % len(captions[i])] for i, p in zip(idx.tolist(), pick.tolist())]
+        else:
+            cond = actions[idx].to(args.device) if args.cond == "action" else None
+        loss = model.loss(z0, cond, duration[idx].to(args.device))
+        if not torch.isfinite(loss):
+            sys.exit(f"error: loss became {loss.item()} at step {step}; stopping (the last good checkpoint is kept)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        pbar.update(1)
+        if step % 20 == 0:
+            pbar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % args.save_every == 0:
+            checkpoint()
+    pbar.close()
+    print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
+    checkpoint()
+    print(f"wrote {args.out}")
