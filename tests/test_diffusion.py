@@ -5,14 +5,13 @@ Stage 2 (latent DDPM) tests: CPU, offline, a few seconds in all.
 """
 import io
 import os
-import sys
 from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from stage2_wip import DiffusionConfig, LatentDiffusion, Vocab, ddpm_schedule  # noqa: E402
+from nerm import DiffusionConfig, LatentDiffusion, Vocab, ddpm_schedule
 
 CAPTIONS = ["A person walks forward, then turns left.", "someone jumps twice!", "a man waves his right hand"]
 TINY = dict(latent_dim=32, d_model=32, n_layers=2, n_heads=2, latent_tokens=4, text_layers=1, dropout=0.0)
@@ -251,3 +250,12 @@ def test_rebuild_from_checkpoint(cond):
                               steps=10, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(draw(rebuilt), draw(model), rtol=0, atol=0)
     assert model.training  # sample() restores the training flag
+
+
+def test_fresh_denoiser_is_the_gaussian_optimum():
+    """With the read-out at zero, eps_phi(z_k, k) = sqrt(1 - abar_k) z_k: the optimal eps for z_0 ~ N(0, I)."""
+    model = LatentDiffusion(DiffusionConfig(cond="none", latent_dim=16, latent_tokens=4, d_model=32, n_layers=1))
+    z, k = torch.randn(5, 16), torch.tensor([0, 10, 500, 900, 999])
+    cond, mask = model.condition(5)
+    eps = model.denoiser(z, k, cond, mask, torch.full((5,), 3.0))
+    assert torch.allclose(eps, model.sqrt_one_minus_alpha_bar[k, None] * z, atol=1e-6)
