@@ -421,6 +421,12 @@ class MotionSet:
     def durations(self):
         return np.array([(len(x) - 1) / f for x, f in zip(self.features, self.fps)])
 
+    def subset(self, keep):
+        """The sequences whose indices are in keep, same statistics."""
+        return MotionSet([self.names[i] for i in keep], [self.features[i] for i in keep], self.fps[list(keep)],
+                         [self.captions[i] for i in keep], [self.actions[i] for i in keep], self.skeleton,
+                         self.mean, self.std)
+
 
 def _read_ids(path):
     with open(path) as f:

@@ -97,7 +97,8 @@ def open_dataset(args, split, fps_mode):
     return data.load_dataset(args.data, data_dir, split, fps_mode)
 
 
-def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, fps_list=EVAL_FPS, seed=0):
+def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, time_norm=True,
+                 fps_list=EVAL_FPS, seed=0):
     """MRE (metres) at each framerate on n held-out sequences whose latents are fitted, decoder frozen.
 
     fit_set: what the model may see of them (at the training's fps mode); gt_set: the same sequences at
@@ -107,8 +108,8 @@ def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, devi
     """
     n = min(n, len(gt_set))
     g = torch.Generator().manual_seed(seed)
-    fit = data.ClipSampler(fit_set, mean, std, time_norm=fit_set.time_norm)
-    gt = data.ClipSampler(gt_set, mean, std, time_norm=fit_set.time_norm)
+    fit = data.ClipSampler(fit_set, mean, std, time_norm=time_norm)
+    gt = data.ClipSampler(gt_set, mean, std, time_norm=time_norm)
 
     def sample_clip():
         k = torch.randint(0, n, (64,), generator=g)
@@ -145,7 +146,6 @@ if __name__ == "__main__":
     except data.DataError as e:
         sys.exit(f"error: {e}")
     time_norm = not args.no_time_norm
-    train_set.time_norm = val_fit.time_norm = time_norm
     mean, std = train_set.mean, train_set.std
     sampler = data.ClipSampler(train_set, mean, std, time_norm=time_norm)
     D = train_set.skeleton.feature_dim
@@ -187,7 +187,7 @@ if __name__ == "__main__":
 
     def run_eval():
         mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, cfg, mean, std, args.fit_steps,
-                           args.clip_len, args.device)
+                           args.clip_len, args.device, time_norm)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
