@@ -10,7 +10,8 @@ All model parts live here:
 
 Shape letters, used in every comment below:
   B batch of sequences, M timestamps per sequence (a clip), D pose feature width (263 for HumanML3D),
-  Z latent width, F time-encoding width, H hidden width, C codebook entries, N training sequences.
+  Z latent width, F time-encoding width, H hidden width, C codebook entries, N training sequences;
+  stage 2: k diffusion step, L caption words, d model width, M the tokens the denoiser reads z into.
 """
 import math
 import re
