@@ -12,6 +12,9 @@ test split's captions. Its accuracy on generated motions is the share that show 
 --mre compares stage-1 checkpoints: held-out (val) latents are fitted with the decoder frozen, on what each
 model's training saw (native rates or the fixed 20 fps), and decoded at 20/40/60/100/120 fps against the
 native-rate sequence.
+
+The T2M metrics (DESIGN §3: fid, diversity, multimodality, r_precision, matching_distance, mean_ci) are plain
+functions on evaluator embeddings, numpy in and floats out: tests/test_metrics.py checks them against closed forms.
 """
 import argparse
 import os
@@ -40,6 +43,80 @@ parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints 
 parser.add_argument("--actions", default=None, help="with --mre: only val sequences of these actions (comma-separated)")
 parser.add_argument("--max-seqs", type=int, default=64, help="with --mre: at most this many val sequences")
 FRAMES = 40
+R_PRECISION_BATCH = 32                                # T2M: R-precision ranks each text among 32 motions
+
+
+# ---- T2M metrics (DESIGN §3): evaluator embeddings in (numpy), floats out ----
+
+def _sqrtm_psd(s):
+    """Square root of a symmetric PSD matrix by eigendecomposition; rounding's tiny negative eigenvalues -> 0."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def fid(real, gen):
+    """Frechet distance of two (N, D) embedding sets: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) (T2M)."""
+    real, gen = np.asarray(real, np.float64), np.asarray(gen, np.float64)
+    assert real.ndim == gen.ndim == 2 and real.shape[1] == gen.shape[1] and min(len(real), len(gen)) >= 2
+    mu1, mu2 = real.mean(0), gen.mean(0)
+    s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(gen, rowvar=False))
+    # Tr((S1 S2)^1/2) = Tr((S1^1/2 S2 S1^1/2)^1/2): same eigenvalues, but a symmetric PSD matrix, so eigh
+    # suffices where T2M calls scipy.linalg.sqrtm on the non-symmetric product
+    r1 = _sqrtm_psd(s1)
+    m = r1 @ s2 @ r1
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+
+
+def diversity(x, pairs=300, seed=0):
+    """Mean distance between `pairs` random pairs of rows of (N, D) embeddings (T2M: 300; 200 for actions)."""
+    x = np.asarray(x, np.float64)
+    assert x.ndim == 2 and len(x) >= pairs, f"diversity needs at least {pairs} rows, got {x.shape}"
+    rng = np.random.default_rng(seed)
+    first = rng.choice(len(x), pairs, replace=False)    # T2M: two independent draws without replacement
+    second = rng.choice(len(x), pairs, replace=False)
+    return float(np.linalg.norm(x[first] - x[second], axis=1).mean())
+
+
+def multimodality(x, pairs=10, seed=0):
+    """Mean distance between `pairs` random pairs of samples per text of (M texts, S samples, D) embeddings,
+    averaged over texts (T2M: 100 texts x 30 samples, 10 pairs; 20 for actions)."""
+    x = np.asarray(x, np.float64)
+    assert x.ndim == 3 and x.shape[1] >= pairs, f"multimodality needs at least {pairs} samples per text, got {x.shape}"
+    rng = np.random.default_rng(seed)
+    first = rng.choice(x.shape[1], pairs, replace=False)  # T2M draws one set of pairs, shared by all texts
+    second = rng.choice(x.shape[1], pairs, replace=False)
+    return float(np.linalg.norm(x[:, first] - x[:, second], axis=2).mean())
+
+
+def r_precision(text_emb, motion_emb, k=3):
+    """Top-1..top-k retrieval accuracy, (k,): in each batch of 32 aligned (text, motion) rows, the share of
+    texts whose own motion is among its j nearest of the 32 (T2M; the last incomplete batch is dropped)."""
+    t, m = np.asarray(text_emb, np.float64), np.asarray(motion_emb, np.float64)
+    assert t.shape == m.shape and t.ndim == 2
+    n = len(t) // R_PRECISION_BATCH * R_PRECISION_BATCH
+    assert n > 0, f"r_precision needs at least {R_PRECISION_BATCH} pairs, got {len(t)}"
+    hits = np.zeros(k)
+    for i in range(0, n, R_PRECISION_BATCH):
+        tb, mb = t[i:i + R_PRECISION_BATCH], m[i:i + R_PRECISION_BATCH]
+        dist = np.linalg.norm(tb[:, None] - mb[None], axis=-1)            # (32 texts, 32 motions)
+        order = np.argsort(dist, axis=1, kind="stable")                 # ties: lower motion index first
+        rank = (order == np.arange(len(tb))[:, None]).argmax(1)          # position of each text's own motion
+        hits += (rank[:, None] < np.arange(1, k + 1)).sum(0)
+    return hits / n
+
+
+def matching_distance(text_emb, motion_emb):
+    """MM-Dist (T2M's matching score): mean distance between each text's and its own motion's embedding."""
+    t, m = np.asarray(text_emb, np.float64), np.asarray(motion_emb, np.float64)
+    assert t.shape == m.shape and t.ndim == 2
+    return float(np.linalg.norm(t - m, axis=1).mean())
+
+
+def mean_ci(values):
+    """(mean, 95% half-width 1.96 sigma / sqrt(R)) over R replications, T2M's report format (np.std: ddof=0)."""
+    v = np.asarray(values, np.float64)
+    return float(v.mean()), float(1.96 * v.std() / np.sqrt(len(v)))
 
 
 def recognizer_input(joints, fps):
