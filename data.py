@@ -610,14 +610,14 @@ class ClipSampler:
         options = torch.cat([self.choices[None].expand(B, -1), cap[:, None]], 1)
         pick = torch.multinomial(allowed.float(), 1, generator=generator)[:, 0]
         s = options[torch.arange(B), pick]                       # (B,)
-        # a window of m frames at rate s around a random centre, kept inside the sequence; the centre is
+        # a window of m frames at rate s around a random centre, kept inside the sequence; its start is
         # snapped to the native grid so that s = native (or native / k) reads original frames exactly
+        # rather than midpoints that would blur the detail only a high rate holds
         dur = self.duration[idx]
         span = (m - 1) / s
         centre = torch.rand(B, generator=generator) * dur
-        centre = torch.round(centre * native) / native
-        start = (centre - span / 2).clamp(min=0)
-        start = torch.minimum(start, (dur - span).clamp(min=0))
+        start = torch.minimum((centre - span / 2).clamp(min=0), (dur - span).clamp(min=0))
+        start = torch.floor(start * native + 1e-4) / native
         t_sec = start[:, None] + torch.arange(m)[None] / s[:, None]  # (B, m)
         t_sec = torch.minimum(t_sec, dur[:, None])
         return self.gather(idx, t_sec), self.time_coord(idx, t_sec), s, idx

@@ -95,3 +95,15 @@ def test_bad_directories_get_one_clear_message(tmp_path, small_dataset):
     (d / "texts" / f"{sid}.txt").write_text("a caption without fields\n")
     with pytest.raises(data.DataError, match=f"{sid}.txt:1: expected"):
         data.load_dataset("synthetic", str(d), "train")
+
+
+def test_clips_at_the_native_rate_read_original_frames(small_dataset):
+    """A clip at s = native hits native frames exactly (no interpolated midpoints that blur detail)."""
+    ms = data.load_dataset("synthetic", small_dataset, "train")
+    cs = data.ClipSampler(ms, ms.mean, ms.std)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, len(ms), (300,), generator=g)
+    _, tau, s, _ = cs.sample(idx, 16, generator=g)
+    native = s == cs.fps[idx]
+    frames = (tau * cs.duration[idx, None] * cs.fps[idx, None])[native]
+    assert native.sum() > 20 and torch.allclose(frames, frames.round(), atol=1e-3)
