@@ -1,27 +1,34 @@
 """
-Speed and memory of NeRM, measured on this machine; prints a table and writes JSON.
+Speed and memory of NeRM, measured on this machine; prints a markdown table per section and writes JSON.
 
-    python bench.py                      # every section, a few minutes on 2 CPU cores
+    python bench.py                      # every section, ~5 min on 2 CPU cores
+    python bench.py --only decode        # decoder frames/s at 20-240 fps, eager vs torch.compile, GFLOP/s vs matmul
     python bench.py --only train         # stage-1 step: time and peak memory by clip framerate
+    python bench.py --only sample        # seconds per 10 s, 120 fps motion from text: DDPM-1000 and DDIM-50
     python bench.py --device cuda --json runs/bench_gpu.json
 
 Peak memory: on CUDA torch.cuda.max_memory_allocated; on the CPU the sum of the allocation and free
 events the PyTorch profiler records during the step (tensors only, not the Python heap).
+Decoder FLOPs are counted analytically from the config (matmuls only, 2 per multiply-add, the frames
+asked for, not the padding); the ceiling is this machine's rate on one large dense fp32 matmul.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import time
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import nerm
+from sample import Stage1
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--only", default="all", help="all | train")
+parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample"], help="one section only")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--json", default="runs/bench.json", help="where to write the figures")
 parser.add_argument("--batch", type=int, default=32, help="sequences per training step")
@@ -29,12 +36,26 @@ parser.add_argument("--seconds", type=float, default=10.0, help="sequence durati
 parser.add_argument("--hidden", type=int, default=256, help="NeRM decoder width (train_inr.py's default)")
 parser.add_argument("--blocks", type=int, default=3, help="NeRM residual blocks (train_inr.py's default)")
 parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure")
+parser.add_argument("--diffusion", default="runs/diffusion.pt",
+                    help="stage-2 checkpoint for the sampling section (random weights when absent)")
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo on Linux; platform's answer elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine():
     if torch.cuda.is_available() and parser.parse_known_args()[0].device == "cuda":
         return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def peak_memory(fn, device):
@@ -67,6 +88,169 @@ def timed(fn, device, repeats):
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / repeats
+
+
+def best_of(fn, device, repeats):
+    """Fastest of `repeats` timed calls after one warm-up: the least disturbed by other processes."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_gflops(device, n=2048):
+    """The ceiling: this machine's fp32 rate on one n x n x n dense matmul."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / best_of(lambda: a @ b, device, 5) / 1e9
+
+
+def decoder_flops(cfg, frames, rows):
+    """Matmul FLOPs (2 per multiply-add) of decoding `frames` (sequence, timestamp) pairs held in `rows` rows."""
+    H, Z, fourier = cfg.hidden, cfg.latent_dim, 1 + 2 * cfg.n_freqs
+    enc = {"none": 1, "sinusoidal": fourier, "codebook": fourier + cfg.codebook_dim}[cfg.time_enc]
+    per_pair = (enc + 1) * H + 2 * cfg.n_blocks * H * H + H * cfg.feature_dim  # in_t, blocks, out
+    if cfg.time_enc == "codebook":
+        per_pair += fourier * cfg.codebook_dim + 2 * cfg.codebook_size * cfg.codebook_dim  # query, q k^T, attn v
+    per_row = (1 + cfg.n_blocks) * Z * H  # in_z and each block's from_z, once per row of timestamps
+    return 2 * (frames * per_pair + rows * per_row)
+
+
+def matmul_share(fn):
+    """Fraction of the profiled CPU time spent in matmul kernels (aten mm/addmm/bmm, mkldnn linear)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm",
+                                                                 "mkldnn::_linear_pointwise"))
+    return mm / max(total, 1e-9)
+
+
+def bench_decode(args, results):
+    """Decoder frames/s at 20/60/120/240 fps for 1 and 32 motions of --seconds, eager vs torch.compile."""
+    dev, D = args.device, 263
+    cfg = nerm.INRConfig(feature_dim=D, hidden=args.hidden, n_blocks=args.blocks)
+    decoder = nerm.INRDecoder(cfg).to(dev).eval()
+    compiled = nerm.compile_decoder(decoder)
+    ceiling = matmul_gflops(dev)
+    a, w = torch.randn(8192, args.hidden, device=dev), torch.randn(args.hidden, args.hidden, device=dev)
+    shaped = 2 * 8192 * args.hidden**2 / best_of(lambda: a @ w, dev, 10) / 1e9
+    print(f"\n## Decoding throughput ({args.seconds:g} s motions; decoder {args.hidden} wide x {args.blocks} blocks, "
+          f"{sum(p.numel() for p in decoder.parameters()) / 1e6:.2f} M params; chunks of 8192 pairs in rows of 256) "
+          f"on {machine()}")
+    print(f"dense fp32 matmul 2048^3: {ceiling:.0f} GFLOP/s (the ceiling); "
+          f"decoder-shaped 8192x{args.hidden}x{args.hidden}: {shaped:.0f} GFLOP/s")
+    print("| fps | batch | frames | eager frames/s | compiled frames/s | compiled / eager | eager GFLOP/s | "
+          "compiled GFLOP/s | best / ceiling | first compiled call (s) | graphs compiled |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for B in (1, 32):
+        for fps in (20, 60, 120, 240):
+            T = int(round(fps * args.seconds))
+            z = torch.randn(B, cfg.latent_dim, device=dev)
+            t = torch.linspace(0, 1, T, device=dev).expand(B, T)
+            s = torch.full((B,), float(fps), device=dev)
+            repeats = 3 if B * T > 20000 else 10
+            before = compiled.compiles
+            t0 = time.perf_counter()
+            nerm.decode(compiled, z, t, s)  # compiles any shape not seen yet
+            first = time.perf_counter() - t0
+            new = compiled.compiles - before
+            t_eager = best_of(lambda: nerm.decode(decoder, z, t, s), dev, repeats)
+            t_comp = best_of(lambda: nerm.decode(compiled, z, t, s), dev, repeats)
+            assert compiled.compiles == before + new, "the timed calls recompiled"
+            flops = decoder_flops(cfg, B * T, B * math.ceil(T / 256))
+            row = {"fps": fps, "batch": B, "frames": B * T, "eager_fps": B * T / t_eager, "compiled_fps": B * T / t_comp,
+                   "speedup": t_eager / t_comp, "eager_gflops": flops / t_eager / 1e9,
+                   "compiled_gflops": flops / t_comp / 1e9, "first_call_s": first, "new_graphs": new}
+            row["ceiling_ratio"] = max(row["eager_gflops"], row["compiled_gflops"]) / ceiling
+            rows.append(row)
+            print(f"| {fps} | {B} | {B * T:,} | {row['eager_fps']:,.0f} | {row['compiled_fps']:,.0f} | "
+                  f"{row['speedup']:.2f} | {row['eager_gflops']:.1f} | {row['compiled_gflops']:.1f} | "
+                  f"{row['ceiling_ratio']:.0%} | {first:.1f} | {new} |")
+    # where the time goes, batch 32 at 120 fps
+    B, T = 32, int(round(120 * args.seconds))
+    z, t = torch.randn(B, cfg.latent_dim, device=dev), torch.linspace(0, 1, T, device=dev).expand(B, T)
+    s = torch.full((B,), 120.0, device=dev)
+    share = {"eager": matmul_share(lambda: nerm.decode(decoder, z, t, s)),
+             "compiled": matmul_share(lambda: nerm.decode(compiled, z, t, s))}
+    # bf16 autocast against fp32 (random weights, outputs of unit scale)
+    ref = nerm.decode(decoder, z, t, s)
+    fp32_graphs, bf16 = compiled.compiles, {}
+    for name, dec in (("eager", decoder), ("compiled", compiled)):
+        out = nerm.decode(dec, z, t, s, dtype=torch.bfloat16)
+        sec = best_of(lambda: nerm.decode(dec, z, t, s, dtype=torch.bfloat16), dev, 3)
+        bf16[name] = {"frames_per_s": B * T / sec, "max_abs_err": (out - ref).abs().max().item(),
+                      "rel_rms_err": ((out - ref).norm() / ref.norm()).item()}
+    print(f"graphs compiled: {fp32_graphs} for the 8 fp32 settings (rows of 256 timestamps in groups of 1, 2, 4 ... 32), "
+          f"{compiled.compiles - fp32_graphs} more for bf16 autocast")
+    print(f"batch 32 @ 120 fps, share of time in matmul kernels: eager {share['eager']:.0%}, compiled {share['compiled']:.0%}")
+    print(f"bf16 autocast, batch 32 @ 120 fps: eager {bf16['eager']['frames_per_s']:,.0f} frames/s, compiled "
+          f"{bf16['compiled']['frames_per_s']:,.0f} frames/s; error vs fp32: max |d| {bf16['compiled']['max_abs_err']:.3g}, "
+          f"relative RMS {bf16['compiled']['rel_rms_err']:.2%}")
+    target = next(r for r in rows if r["batch"] == 32 and r["fps"] == 120)
+    print(f"targets: batch 32 @ 120 fps at {target['ceiling_ratio']:.0%} of the matmul ceiling (>= 50%); "
+          f"compiled / eager {target['speedup']:.2f} (>= 1.5)")
+    results["decode"] = {"machine": machine(), "config": asdict(cfg), "matmul_gflops": ceiling,
+                         "decoder_shaped_matmul_gflops": shaped, "rows": rows, "graphs_compiled_fp32": fp32_graphs,
+                         "graphs_compiled_bf16": compiled.compiles - fp32_graphs,
+                         "matmul_share": share, "bf16": bf16}
+
+
+def bench_sample(args, results):
+    """Seconds per sentence (batch 1) for a 10 s, 120 fps motion: DDPM-1000 and DDIM-50, denoising vs decoding."""
+    dev, text, seconds, fps = args.device, "a person walks to the right slowly", 10.0, 120.0
+    if os.path.exists(args.diffusion):
+        ckpt = torch.load(args.diffusion, map_location="cpu", weights_only=True)
+        model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"])
+        payload, source = ckpt["inr"], f"trained weights from {args.diffusion}"
+    else:
+        vocab = nerm.Vocab.build([text, "someone jumps twice", "a man waves his hand"])
+        model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list()))
+        cfg = nerm.INRConfig(feature_dim=263, hidden=args.hidden, n_blocks=args.blocks)
+        payload = {"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict(), "mean": torch.zeros(263),
+                   "std": torch.ones(263), "time_norm": True, "max_fps": 120.0}
+        source = f"random weights ({args.diffusion} not found)"
+    model = model.to(dev).eval()
+    eager, compiled = Stage1(payload, dev), Stage1(payload, dev, compile=True)
+    print(f"\n## Sampling: one {seconds:g} s motion at {fps:g} fps from text, batch 1, guidance 2.5 ({source}; "
+          f"denoiser d={model.config.d_model} x {model.config.n_layers}) on {machine()}")
+    g = torch.Generator(device=dev).manual_seed(0)
+    sample = lambda sampler, steps=50: model.sample(1, text=text, duration=seconds, sampler=sampler, steps=steps,  # noqa: E731
+                                                    generator=g)
+    z = sample("ddim")[0]
+    T = int(round(fps * seconds))
+    t, s = eager.times(T, seconds), torch.tensor([fps], device=dev)
+    dec = {name: best_of(lambda: nerm.decode(st.fast, z[None], t, s), dev, args.repeats)
+           for name, st in (("eager", eager), ("compiled", compiled))}
+    whole = best_of(lambda: eager.decode(z, seconds, fps), dev, args.repeats)  # INR + features -> joints
+    joints = max(0.0, whole - dec["eager"])
+    denoise = {"ddim": best_of(lambda: sample("ddim"), dev, args.repeats)}
+    t0 = time.perf_counter()
+    sample("ddpm")  # one run: 1000 steps x 2 (guidance) denoiser passes
+    denoise["ddpm"] = time.perf_counter() - t0
+    print("| sampler | steps (batch 2: cond + null) | denoising (s) | INR decoding, eager (s) | INR decoding, compiled (s) | "
+          "features -> joints (s) | total (s) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for sampler, steps in (("ddpm", model.config.timesteps), ("ddim", 50)):
+        total = denoise[sampler] + min(dec.values()) + joints
+        rows.append({"sampler": sampler, "steps": steps, "denoise_s": denoise[sampler], "decode_eager_s": dec["eager"],
+                     "decode_compiled_s": dec["compiled"], "joints_s": joints, "total_s": total})
+        print(f"| {sampler} | {steps} | {denoise[sampler]:.2f} | {dec['eager']:.3f} | {dec['compiled']:.3f} | "
+              f"{joints:.3f} | {total:.2f} |")
+    print(f"target: DDIM-50 sentence -> 10 s at 120 fps in {rows[1]['total_s']:.2f} s (<= 1 s); "
+          f"compiled decoder graphs: {compiled.fast.compiles}")
+    results["sample"] = {"machine": machine(), "source": source, "rows": rows, "graphs_compiled": compiled.fast.compiles}
 
 
 class FrameSpaceModel(nn.Module):
@@ -136,8 +320,12 @@ if __name__ == "__main__":
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"machine": machine(), "device": args.device}
+    if args.only in ("all", "decode"):
+        bench_decode(args, results)
     if args.only in ("all", "train"):
         bench_train(args, results)
+    if args.only in ("all", "sample"):
+        bench_sample(args, results)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)

@@ -195,13 +195,46 @@ def fit_latents(decoder, sample_clip, n, latent_dim, steps=200, lr=0.03, kl_weig
 
 
 @torch.no_grad()
-def decode(decoder, z, t, fps, chunk=8192):
-    """Decode z (B, Z) at times t (B, M) in chunks of timestamps so memory stays bounded -> (B, M, D)."""
-    outs = []
-    step = max(1, chunk // max(1, z.shape[0]))
-    for i in range(0, t.shape[1], step):
-        outs.append(decoder(z, t[:, i:i + step], fps))
-    return torch.cat(outs, 1)
+def decode(decoder, z, t, fps, chunk=8192, row=256, dtype=None):
+    """Decode z (B, Z) at times t (B, M) -> (B, M, D), at most `chunk` (sequence, timestamp) pairs at a time.
+
+    The pairs are cut into rows of `row` timestamps (each sequence's last row padded) and the rows decoded
+    in groups of 1, 2, 4 ... chunk // row of them. Those few shapes are all the decoder ever sees, so a
+    compiled one (compile_decoder) is compiled at most log2(chunk / row) + 1 times, whatever the fps,
+    duration or batch. dtype=torch.bfloat16 runs the decoder under autocast (fp32 output).
+    """
+    B, M = t.shape
+    row = min(row, chunk)
+    R = -(-M // row)                                             # rows per sequence
+    t = F.pad(t, (0, R * row - M)).reshape(B * R, row)           # (B, R*row) -> (B*R, row); pad t = 0
+    z = z.repeat_interleave(R, 0)                                # (B*R, Z): each row carries its z...
+    fps = fps.expand(B).repeat_interleave(R, 0)                  # (B*R,)  ...and its framerate
+    outs, i, most = [], 0, max(1, chunk // row)
+    with torch.autocast(t.device.type, dtype=dtype or torch.float32, enabled=dtype not in (None, torch.float32)):
+        while i < len(t):
+            n = min(most, 1 << ((len(t) - i).bit_length() - 1))  # the largest power of two that is left
+            outs.append(decoder(z[i:i + n], t[i:i + n], fps[i:i + n]).float())  # (n, row, D)
+            i += n
+    return torch.cat(outs).reshape(B, R * row, -1)[:, :M]       # (B*R, row, D) -> (B, M, D)
+
+
+def compile_decoder(decoder):
+    """The decoder through torch.compile (inductor: C++ on the CPU, Triton on a GPU), static shapes, for decode().
+
+    Time encoding, residual MLP and read-out become one compiled graph per input shape; .compiles counts
+    the graphs compiled (the backend runs once per graph), the figure bench.py and the tests report.
+    """
+    def backend(gm, example_inputs):
+        from torch._inductor.compile_fx import compile_fx  # imported here: `import nerm` stays light
+        compiled.compiles += 1
+        return compile_fx(gm, example_inputs)
+
+    # each shape decode() uses is its own graph (dynamic=False); raise dynamo's per-function limit (8)
+    # so several decoders in one process (bench.py: two models, 6 shapes each) stay compiled
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    compiled = torch.compile(decoder, backend=backend, dynamic=False)
+    compiled.compiles = 0
+    return compiled
 
 
 # ----------------------------------------------------------------------------------------------

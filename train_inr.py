@@ -11,6 +11,7 @@ is printed at 20/40/60/100/120 fps.
     python train_inr.py --data humanml3d --data-dir /path/to/HumanML3D
     python train_inr.py --steps 200 --eval-every 100 --out /tmp/tiny.pt   # a tiny CPU run
     python train_inr.py --resume                          # continue from --out
+    python train_inr.py --compile                         # the evaluation decode through torch.compile
 """
 import argparse
 import math
@@ -53,6 +54,8 @@ parser.add_argument("--fit-steps", type=int, default=200, help="steps to fit hel
 parser.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
 parser.add_argument("--seed", type=int, default=0, help="random seed")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+parser.add_argument("--compile", action="store_true",
+                    help="decode the held-out sequences through torch.compile (the training step stays eager)")
 EVAL_FPS = (20, 40, 60, 100, 120)
 
 
@@ -98,13 +101,14 @@ def open_dataset(args, split, fps_mode):
 
 
 def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, time_norm=True,
-                 fps_list=EVAL_FPS, seed=0):
+                 fps_list=EVAL_FPS, seed=0, compiled=None):
     """MRE (metres) at each framerate on n held-out sequences whose latents are fitted, decoder frozen.
 
     fit_set: what the model may see of them (at the training's fps mode); gt_set: the same sequences at
     their native rate. Both ground truth and prediction go through the same joint recovery. Returns
     {"mre": {fps: global error}, "local": {fps: error with both roots at the origin}}: the global error
     includes the drift of the integrated root velocity, the local one is the pose alone.
+    compiled: nerm.compile_decoder(decoder), used for the decoding (fit_latents trains z through decoder).
     """
     n = min(n, len(gt_set))
     g = torch.Generator().manual_seed(seed)
@@ -125,7 +129,8 @@ def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, devi
             t_sec = torch.arange(int(gt.duration[i] * f + 1e-6) + 1)[None].float() / f  # (1, M)
             idx = torch.tensor([i])
             x_gt = gt.gather(idx, t_sec)[0] * std_t + mean_t
-            x_hat = nerm.decode(decoder, z[i:i + 1], gt.time_coord(idx, t_sec).to(device),
+            x_hat = nerm.decode(decoder if compiled is None else compiled, z[i:i + 1],
+                                gt.time_coord(idx, t_sec).to(device),
                                 torch.tensor([float(f)], device=device))[0].cpu() * std_t + mean_t
             j_gt = data.features_to_joints(data.features_per_frame(x_gt.numpy(), f), gt_set.skeleton)
             j_hat = data.features_to_joints(data.features_per_frame(x_hat.numpy(), f), gt_set.skeleton)
@@ -185,9 +190,12 @@ if __name__ == "__main__":
                                    "duration": torch.from_numpy(train_set.durations()),
                                    "captions": train_set.captions, "actions": train_set.actions}}, args.out)
 
+    # compiled once; the weights are graph inputs (no freezing), so each evaluation sees the current ones
+    eval_decoder = nerm.compile_decoder(model.decoder) if args.compile else None
+
     def run_eval():
         mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, cfg, mean, std, args.fit_steps,
-                           args.clip_len, args.device, time_norm)
+                           args.clip_len, args.device, time_norm, compiled=eval_decoder)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
