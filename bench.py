@@ -5,6 +5,7 @@ Speed and memory of NeRM, measured on this machine; prints a markdown table per 
     python bench.py --only decode        # decoder frames/s at 20-240 fps, eager vs torch.compile, GFLOP/s vs matmul
     python bench.py --only train         # stage-1 step: time and peak memory by clip framerate
     python bench.py --only sample        # seconds per 10 s, 120 fps motion from text: DDPM-1000 and DDIM-50
+    python bench.py --only quickstart    # the README quick start from scratch, timed step by step (~10 min)
     python bench.py --device cuda --json runs/bench_gpu.json
 
 Peak memory: on CUDA torch.cuda.max_memory_allocated; on the CPU the sum of the allocation and free
@@ -28,7 +29,8 @@ import nerm
 from sample import Stage1
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample"], help="one section only")
+parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart"],
+                    help="one section only (quickstart is never part of 'all': it trains both stages)")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--json", default="runs/bench.json", help="where to write the figures")
 parser.add_argument("--batch", type=int, default=32, help="sequences per training step")
@@ -316,6 +318,31 @@ def bench_train(args, results):
     results["train"] = {"machine": machine(), "rows": rows, "nerm_ratio_120_20": ratio}
 
 
+def bench_quickstart(args, results):
+    """Wall time of each README quick-start command, from a fresh dataset directory to eval.py."""
+    import subprocess
+    import sys
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="nerm_quickstart_")
+    d, inr, dif = os.path.join(tmp, "synthetic"), os.path.join(tmp, "inr.pt"), os.path.join(tmp, "diffusion.pt")
+    steps = [("train_inr.py (incl. writing the dataset)", ["train_inr.py", "--data-dir", d, "--out", inr]),
+             ("train_diffusion.py", ["train_diffusion.py", "--inr", inr, "--out", dif]),
+             ("sample.py, 60 fps", ["sample.py", "--ckpt", dif, "--text", "a person walks to the right slowly",
+                                    "--fps", "60", "--out", os.path.join(tmp, "samples")]),
+             ("eval.py", ["eval.py", "--ckpt", dif, "--data-dir", d])]
+    print(f"\n## Quick start from scratch on {machine()} (in {tmp})")
+    print("| command | wall time (s) |\n|---|---|")
+    rows = []
+    for name, cmd in steps:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *cmd], check=True, capture_output=True)
+        rows.append({"command": name, "seconds": time.perf_counter() - t0})
+        print(f"| {name} | {rows[-1]['seconds']:.0f} |")
+    total = sum(r["seconds"] for r in rows)
+    print(f"| total | {total:.0f} |")
+    results["quickstart"] = {"machine": machine(), "rows": rows, "total_s": total}
+
+
 if __name__ == "__main__":
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -326,6 +353,8 @@ if __name__ == "__main__":
         bench_train(args, results)
     if args.only in ("all", "sample"):
         bench_sample(args, results)
+    if args.only == "quickstart":
+        bench_quickstart(args, results)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
