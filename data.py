@@ -274,8 +274,8 @@ def uniform_skeleton(joints, skeleton):
 
 
 def feature_slices(skeleton):
-    """Named column ranges of the (T-1, D) feature rows, for losses and reports."""
-    J = skeleton.num_joints
+    """Named column ranges of the (T-1, D) feature rows, for losses and reports (a skeleton or its J)."""
+    J = skeleton if isinstance(skeleton, int) else skeleton.num_joints
     return {"root": slice(0, 4),                               # angular vel, linear vel xz, height
             "ric": slice(4, 4 + 3 * (J - 1)),                  # root-relative positions, facing frame
             "rot6d": slice(4 + 3 * (J - 1), 4 + 9 * (J - 1)),  # 6D rotations of the IK quaternions
@@ -285,15 +285,17 @@ def feature_slices(skeleton):
 
 def velocity_mask(skeleton):
     """(D,) bool: the channels that are per-frame rates (root angular and linear velocity, joint velocities)."""
-    mask = np.zeros(skeleton.feature_dim, dtype=bool)
+    sl = feature_slices(skeleton)
+    mask = np.zeros(sl["contact"].stop, dtype=bool)
     mask[0:3] = True
-    mask[feature_slices(skeleton)["vel"]] = True
+    mask[sl["vel"]] = True
     return mask
 
 
 def _rate_scale(feats, factor):
-    skeleton = {s.feature_dim: s for s in (SMPL22, KIT21)}[feats.shape[-1]]   # 263 or 251
-    return feats * np.where(velocity_mask(skeleton), factor, 1.0).astype(feats.dtype)
+    J, rest = divmod(feats.shape[-1] + 1, 12)                   # D = 12 J - 1 for any skeleton
+    assert rest == 0, f"{feats.shape[-1]} is not a feature width (12 J - 1)"
+    return feats * np.where(velocity_mask(J), factor, 1.0).astype(feats.dtype)
 
 
 def features_per_second(feats, fps):

@@ -226,3 +226,12 @@ def test_uniform_skeleton_sets_bone_lengths_and_keeps_directions():
     np.testing.assert_allclose(data._normalize(bones_out), data._normalize(bones_in), atol=1e-9)
     ratio = sum(SMPL22.bone_lengths[j] for j in (5, 8)) / sum(src.bone_lengths[j] for j in (5, 8))
     np.testing.assert_allclose(out[:, 0], joints[:, 0] * ratio, atol=1e-12)
+
+
+def test_rate_conversion_works_for_any_skeleton_width():
+    """features_per_second needs only the width D = 12 J - 1: a 31-joint (CMU BVH) layout scales 3 + 31*3 channels."""
+    x = np.ones((2, 12 * 31 - 1), dtype=np.float32)
+    y = data.features_per_second(x, 60.0)
+    assert (y == 60.0).sum() == 2 * (3 + 31 * 3) and (y == 1.0).sum() == 2 * (12 * 31 - 1 - 3 - 93)
+    with pytest.raises(AssertionError):
+        data.features_per_second(np.ones((2, 100), np.float32), 60.0)
