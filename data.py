@@ -665,17 +665,13 @@ def write_dataset(out_dir, motions, skeleton=SMPL22):
             w.writerow([m["name"], m["fps"], m["action"]])
     allx = np.concatenate(train_feats, 0)
     # stored per frame at the nominal 20 fps, like HumanML3D's files (see _statistics)
-    mean = allx.mean(0) * _per_frame_scale(skeleton)
-    std = group_std(allx.std(0), skeleton) * _per_frame_scale(skeleton)
+    mean = features_per_frame(allx.mean(0)[None], skeleton.fps)[0]
+    std = features_per_frame(group_std(allx.std(0), skeleton)[None], skeleton.fps)[0]
     np.save(os.path.join(tmp, "Mean.npy"), mean.astype(np.float32))
     np.save(os.path.join(tmp, "Std.npy"), std.astype(np.float32))
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
-
-
-def _per_frame_scale(skeleton):
-    return features_per_second(np.ones((1, skeleton.feature_dim), np.float32), 1.0 / skeleton.fps)[0]
 
 
 # ----------------------------------------------------------------------------------------------

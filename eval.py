@@ -165,7 +165,7 @@ def train_recognizer(x, y, n_classes, steps=600, seed=0):
 
 def compare_mre(args):
     """Print MRE and root-relative MRE by framerate for each stage-1 checkpoint, as a markdown table."""
-    print(f"| checkpoint | fps mode | error | " + " | ".join(f"@{f}" for f in EVAL_FPS) + " |")
+    print("| checkpoint | fps mode | error | " + " | ".join(f"@{f}" for f in EVAL_FPS) + " |")
     print("|---|---|---|" + "---|" * len(EVAL_FPS))
     for path in args.mre:
         ckpt = load_checkpoint(path, stage=1)

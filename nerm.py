@@ -174,7 +174,7 @@ def fit_latents(decoder, sample_clip, n, latent_dim, steps=200, lr=0.03, kl_weig
     sample_clip() -> (k (B,) which of the n sequences, t (B, M), fps (B,), x (B, M, D)) draws training-like
     clips from the new sequences. Only z (n, Z) is optimized, under the same N(0, I) prior as training.
     """
-    z = torch.zeros(n, latent_dim, requires_grad=True)
+    z = torch.zeros(n, latent_dim, device=next(decoder.parameters()).device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=lr)
     was_training = decoder.training
     decoder.eval()

@@ -4,7 +4,6 @@ Stage 2 (latent DDPM) tests: CPU, offline, a few seconds in all.
     python -m pytest tests/test_diffusion.py -q
 """
 import io
-import os
 from dataclasses import asdict
 
 import numpy as np

@@ -6,7 +6,6 @@ Tests of the HumanML3D feature pipeline in data.py (CPU, offline, a few seconds)
 The reference tests compare against HumanML3D files published by upstream and by forks that re-ran its
 pipeline (../shared/realdata/humanml3d); they skip when that folder is absent.
 """
-import sys
 from pathlib import Path
 
 import numpy as np
