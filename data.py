@@ -9,7 +9,8 @@ import csv
 import os
 import re
 import shutil
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -99,6 +100,34 @@ KIT21 = Skeleton(
     fps=12.5,
     leg_joints=(17, 18),  # HumanML3D's KIT l_idx1, l_idx2
 )
+
+
+SKELETONS = {s.name: s for s in (SMPL22, KIT21)}
+
+
+def skeleton_to_dict(skeleton):
+    """A Skeleton as plain str/int/float/lists: what a checkpoint stores (torch.load(weights_only=True) reads it)."""
+    def plain(v):
+        return [plain(u) for u in v] if isinstance(v, (tuple, list)) else (v.item() if isinstance(v, np.generic) else v)
+    return {f.name: plain(getattr(skeleton, f.name)) for f in fields(Skeleton)}
+
+
+def resolve_skeleton(s):
+    """A checkpoint's skeleton -> Skeleton: a skeleton_to_dict dict, or the name of a built-in skeleton
+    ('smpl22', 'kit21': what checkpoints stored before skeletons travelled with them)."""
+    def tuples(v):
+        return tuple(tuples(u) for u in v) if isinstance(v, (tuple, list)) else v
+    if isinstance(s, Skeleton):
+        return s
+    if isinstance(s, str):
+        if s not in SKELETONS:
+            raise DataError(f"unknown skeleton {s!r}: a checkpoint names one of {', '.join(SKELETONS)} "
+                            "or stores its own")
+        return SKELETONS[s]
+    try:
+        return Skeleton(**{k: tuples(v) for k, v in s.items()})
+    except (AttributeError, TypeError) as e:
+        raise DataError(f"the checkpoint's skeleton is not readable ({e})") from None
 
 
 def forward_kinematics(local_rot, root_pos, skeleton):
@@ -397,8 +426,18 @@ LAYOUT = """expected layout (HumanML3D's):
   DIR/meta.csv                  optional: id,fps[,action] per sequence (else 20 fps, 12.5 for KIT)
 HumanML3D is made from AMASS with the scripts of https://github.com/EricGuo5513/HumanML3D
 (KIT-ML from the same repository's instructions); nothing is downloaded by this project."""
+KIT_SOURCE = """KIT-ML in this layout: new_joint_vecs (T, 251) for KIT's 21 joints at 12.5 fps, new_joints (T, 21, 3),
+texts, train/val/test.txt, Mean.npy/Std.npy. It is the KIT Motion-Language Dataset (Plappert et al. 2016,
+https://motion-annotation.humanoids.kit.edu/dataset/) processed by HumanML3D's scripts; the README of
+https://github.com/EricGuo5513/HumanML3D says where to get the processed KIT-ML folder."""
+BVH_LAYOUT = """expected layout (a folder of BVH files, --data bvh):
+  DIR/**/*.bvh                  one hierarchy (same joints and parents, any order), any framerate per file
+  DIR/texts/<stem>.txt          optional captions: plain lines, or HumanML3D's 'caption#tokens#start#end'
+  DIR/labels.csv                optional: file,caption[,action] (one row per caption; file = stem or name.bvh)
+  DIR/train.txt val.txt test.txt  optional, stems; else files ordered by CRC-32 of the stem: last 10% (at least
+                                one) test, the 10% before val, the rest train (under 3 files: all in every split)"""
 
-DATASETS = {"humanml3d": SMPL22, "kit": KIT21, "synthetic": SMPL22}
+DATASETS = {"humanml3d": SMPL22, "kit": KIT21, "synthetic": SMPL22, "bvh": None}   # bvh: the files' own skeleton
 
 
 class DataError(Exception):
@@ -435,8 +474,9 @@ def _read_ids(path):
         return [line.strip() for line in f if line.strip()]
 
 
-def _read_texts(path):
-    """Parse a HumanML3D text file -> list of (caption, start_s, end_s)."""
+def _read_texts(path, plain=False):
+    """Parse a HumanML3D text file -> list of (caption, start_s, end_s); plain: a line without '#' fields is a
+    whole-motion caption."""
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -444,6 +484,9 @@ def _read_texts(path):
             if not line:
                 continue
             parts = line.split("#")
+            if len(parts) < 4 and plain:
+                out.append((line, 0.0, 0.0))
+                continue
             if len(parts) < 4:
                 raise DataError(f"{path}:{n}: expected 'caption#tokens#start#end', got {line[:60]!r}")
             try:
@@ -465,20 +508,14 @@ def group_std(std, skeleton):
     return np.maximum(std, 1e-3)
 
 
-def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1.0, with_stats=True):
-    """Load one split of a dataset in the HumanML3D layout -> MotionSet (features per second).
-
-    fps_mode 'fixed' resamples every sequence to 20 fps first: the peers' preprocessing, our baseline.
-    Sub-segments of a text file ('#start#end' not 0) become sequences of their own, as in T2M's loader.
-    """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    skeleton = DATASETS[name]
+def _layout_items(name, data_dir, split, skeleton):
+    """(id, per-frame features, fps, [(caption, start, end)], action) of one split in the HumanML3D layout."""
+    layout = LAYOUT + ("\n" + KIT_SOURCE if name == "kit" else "")
     if not data_dir or not os.path.isdir(data_dir):
-        raise DataError(f"dataset directory {data_dir!r} not found\n{LAYOUT}")
+        raise DataError(f"dataset directory {data_dir!r} not found\n{layout}")
     for need in ("new_joint_vecs", "texts", f"{split}.txt"):
         if not os.path.exists(os.path.join(data_dir, need)):
-            raise DataError(f"{data_dir} has no {need}\n{LAYOUT}")
+            raise DataError(f"{data_dir} has no {need}\n{layout}")
     meta = {}
     meta_path = os.path.join(data_dir, "meta.csv")
     if os.path.exists(meta_path):
@@ -488,7 +525,6 @@ def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1
                     meta[row["id"]] = (float(row["fps"]), row.get("action") or "")
                 except (KeyError, TypeError, ValueError):
                     raise DataError(f"{meta_path}:{n}: expected columns id,fps[,action]") from None
-    names, feats, fpss, caps, acts = [], [], [], [], []
     for sid in _read_ids(os.path.join(data_dir, f"{split}.txt")):
         vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
         txt_path = os.path.join(data_dir, "texts", sid + ".txt")
@@ -502,11 +538,31 @@ def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1
             raise DataError(f"{vec_path}: expected finite ({'T'}, {skeleton.feature_dim}) features for {name}, "
                             f"got shape {x.shape}")
         fps, action = meta.get(sid, (skeleton.fps, ""))
-        x = features_per_second(x.astype(np.float32), fps)
-        whole, parts = [], []
-        for caption, start, end in _read_texts(txt_path):
-            (whole if start == 0.0 and end == 0.0 else parts).append((caption, start, end))
-        pieces = [(sid, x, [c for c, _, _ in whole])] if whole else []
+        yield sid, x.astype(np.float32), fps, _read_texts(txt_path), action
+
+
+def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=None, with_stats=True):
+    """Load one split of a dataset in the HumanML3D layout, or a folder of BVH files (name 'bvh', see
+    load_bvh_folder) -> MotionSet (features per second).
+
+    fps_mode 'fixed' resamples every sequence to 20 fps first: the peers' preprocessing, our baseline.
+    Sub-segments of a text file ('#start#end' not 0) become sequences of their own, as in T2M's loader.
+    Sequences shorter than min_seconds are left out: 1 s, or 0.5 s for BVH files (Bandai's in-place cycles
+    last 0.63-1 s, GAMES-105's 100 fps walk 0.99 s).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    min_seconds = (0.5 if name == "bvh" else 1.0) if min_seconds is None else min_seconds
+    if name == "bvh":
+        skeleton, items = load_bvh_folder(data_dir, split)
+    else:
+        skeleton, items = DATASETS[name], _layout_items(name, data_dir, split, DATASETS[name])
+    names, feats, fpss, caps, acts = [], [], [], [], []
+    for sid, x, fps, texts, action in items:
+        x = features_per_second(x, fps)
+        whole = [c for c, start, end in texts if start == 0.0 and end == 0.0]
+        parts = [(c, start, end) for c, start, end in texts if start != 0.0 or end != 0.0]
+        pieces = [(sid, x, whole)] if whole or not parts else []
         for k, (caption, start, end) in enumerate(parts):
             a, b = int(round(start * fps)), int(round(end * fps))
             pieces.append((f"{sid}#{k}", x[a:b], [caption]))
@@ -521,7 +577,8 @@ def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1
             caps.append(pcaps)
             acts.append(action)
     if not names:
-        raise DataError(f"{data_dir}: no usable sequences in the {split} split\n{LAYOUT}")
+        raise DataError(f"{data_dir}: no usable sequences (of at least {min_seconds:g} s) in the {split} split\n"
+                        + (BVH_LAYOUT if name == "bvh" else LAYOUT))
     ms = MotionSet(names, feats, np.array(fpss), caps, acts, skeleton)
     if with_stats:
         ms.mean, ms.std = _statistics(data_dir, skeleton, ms if split == "train" else None, name)
@@ -532,7 +589,7 @@ def _statistics(data_dir, skeleton, train, name):
     """Mean/Std in per-second units. Mean.npy/Std.npy hold per-frame values at the dataset's nominal rate
     (skeleton.fps), exactly HumanML3D's files; computed from the train split when absent."""
     mp, sp = os.path.join(data_dir, "Mean.npy"), os.path.join(data_dir, "Std.npy")
-    if os.path.exists(mp) and os.path.exists(sp):
+    if name != "bvh" and os.path.exists(mp) and os.path.exists(sp):
         try:
             mean, std = np.load(mp, allow_pickle=False), np.load(sp, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
@@ -881,15 +938,20 @@ def read_bvh(path, scale=None):
     parents = np.asarray(bvh.parents)
     moving = np.ptp(np.linalg.norm(pos - pos[:, parents], axis=-1), axis=0) * scale > 1e-4 if len(pos) else 0
     off[(parents < 0) | moving] = 0.0
+    name = str(path).replace("\\", "/").split("/")[-1].rsplit(".", 1)[0]
+    return pos * scale, _bvh_skeleton(name, bvh.names, bvh.parents, off, fps), fps
+
+
+def _bvh_skeleton(name, names, parents, off, fps):
+    """A Skeleton from joint names, parents and (J, 3) rest offsets in metres (zero: no bone); the facing
+    joints, feet and leg are guessed from the names."""
     lengths = np.linalg.norm(off, axis=1)
     dirs = np.divide(off, lengths[:, None], out=np.zeros_like(off), where=lengths[:, None] > 0)
-    face, left, right, leg = _body_parts(bvh.names, bvh.parents)
-    name = str(path).replace("\\", "/").split("/")[-1].rsplit(".", 1)[0]
-    skeleton = Skeleton(name=name, joint_names=tuple(bvh.names), parents=tuple(bvh.parents),
-                        rest_dirs=tuple(map(tuple, dirs.tolist())), bone_lengths=tuple(lengths.tolist()),
-                        chains=_chains(bvh.parents), face_joints=face, feet_left=left, feet_right=right,
-                        fps=fps, leg_joints=leg)
-    return pos * scale, skeleton, fps
+    face, left, right, leg = _body_parts(names, parents)
+    return Skeleton(name=name, joint_names=tuple(names), parents=tuple(int(p) for p in parents),
+                    rest_dirs=tuple(map(tuple, dirs.tolist())), bone_lengths=tuple(lengths.tolist()),
+                    chains=_chains(parents), face_joints=face, feet_left=left, feet_right=right,
+                    fps=float(fps), leg_joints=leg)
 
 
 def round_fps(fps, rel_tol=5e-4):
@@ -1082,6 +1144,147 @@ def write_bvh(path, joints, skeleton=SMPL22, fps=None, units="m", length_tol=1e-
                   motion=motion, frame_time=float(f"{1.0 / fps:.8f}"))
     write_bvh_channels(path, bvh, fmt="%.6f")
     return bvh
+
+
+# ----------------------------------------------------------------------------------------------
+# A folder of BVH files as a dataset (--data bvh)
+# ----------------------------------------------------------------------------------------------
+# Every file is read at its own framerate (a folder may mix 30, 60 and 120 fps), turned into joint positions
+# on the folder's one hierarchy, retargeted to one set of bone lengths and converted to the HumanML3D features
+# of that skeleton. Nothing is written: the folder may be read-only, and a process converts it once.
+
+
+def prune_skeleton(joints, skeleton):
+    """-> (kept joint indices, Skeleton on them): the joints whose positions carry motion. Drops a joint that
+    sits on its parent in every frame (CMU's LHipJoint, lowerback, lhand: zero-length bones, whose rotation
+    positions cannot show and whose rest direction IK cannot use) and a root that never moves above a single
+    child (Bandai's joint_Root: its child Hips carries the trajectory and becomes the root). A child moves up to
+    its nearest kept ancestor with its rest position unchanged."""
+    x, par = np.asarray(joints), skeleton.parents
+    drop = {j for j, p in enumerate(par) if p >= 0 and np.abs(x[:, j] - x[:, p]).max() < 1e-6}
+    drop |= {r for r, p in enumerate(par) if p < 0 and np.ptp(x[:, r], axis=0).max() < 1e-6 and par.count(r) == 1}
+    off, rest = skeleton.offsets(), np.zeros((len(par), 3))
+    for j, p in enumerate(par):                   # rest positions; parents precede children
+        rest[j] = off[j] + (rest[p] if p >= 0 else 0.0)
+
+    def kept_parent(j):
+        p = par[j]
+        while p in drop:
+            p = par[p]
+        return p
+
+    keep = [j for j in range(len(par)) if j not in drop]
+    new_par = [keep.index(kept_parent(j)) if kept_parent(j) >= 0 else -1 for j in keep]
+    new_off = np.array([rest[j] - rest[kept_parent(j)] if kept_parent(j) >= 0 else np.zeros(3) for j in keep])
+    return keep, _bvh_skeleton(skeleton.name, [skeleton.joint_names[j] for j in keep], new_par, new_off,
+                               skeleton.fps)
+
+
+def drop_tpose(joints, min_jump=0.1):
+    """(T, J, 3) -> the same without frame 0 when frame 0 is a pose the motion jumps away from: BVH converters
+    of CMU mocap put a T-pose there. It goes when some joint moves over min_jump metres and over twice the
+    largest move between any two later frames from frame 0 to 1."""
+    step = np.linalg.norm(joints[1:] - joints[:-1], axis=-1).max(-1)      # (T-1,) largest joint move per frame
+    return joints[1:] if len(step) > 1 and step[0] > max(min_jump, 2 * step[1:].max()) else joints
+
+
+_BVH_FOLDER = {}   # the last folder converted: train, val and test loads of one run read each file once
+
+
+def _bvh_read(path):
+    try:
+        return read_bvh(path)
+    except (ValueError, OSError) as e:
+        raise DataError(str(e)) from None
+
+
+def _convert_bvh_folder(data_dir):
+    """-> (stems, per-frame features, native fps, Skeleton) for every .bvh file under data_dir (sorted)."""
+    if not data_dir or not os.path.isdir(data_dir):
+        raise DataError(f"BVH directory {data_dir!r} not found\n{BVH_LAYOUT}")
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(data_dir, followlinks=True)
+                   for f in files if f.lower().endswith(".bvh"))
+    if not paths:
+        raise DataError(f"{data_dir}: no .bvh files\n{BVH_LAYOUT}")
+    key = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths]
+    if _BVH_FOLDER.get("key") == key:
+        return _BVH_FOLDER["value"]
+    stems = [os.path.basename(p)[:-4] for p in paths]
+    if len(set(stems)) < len(stems):
+        twice = sorted({p for p, s in zip(paths, stems) if stems.count(s) > 1})
+        raise DataError(f"{data_dir}: file names must be unique (captions and splits use them): {twice[:2]}")
+    # the first file (sorted) sets the skeleton: its joint order, which joints are kept, and the bone lengths
+    # every other file is retargeted to, as HumanML3D retargets all of AMASS to one subject (uniform_skeleton)
+    ref_x, ref, _ = _bvh_read(paths[0])
+    tree = {n: ref.joint_names[p] if p >= 0 else None for n, p in zip(ref.joint_names, ref.parents)}
+    keep, skeleton = prune_skeleton(ref_x, ref)
+    skeleton = replace(skeleton, name=os.path.basename(os.path.abspath(data_dir)))
+    if len(skeleton.face_joints) != 4 or len(skeleton.feet_left) != 2 or len(skeleton.feet_right) != 2:
+        raise DataError(f"{paths[0]}: cannot tell the hips, shoulders and feet (ankle, toe) from the joint names "
+                        f"{', '.join(skeleton.joint_names)}; expected names such as LeftUpLeg, RightShoulder, "
+                        "LeftFoot, LeftToe (any of Left/Right, L/R, _l/_r)")
+    parent = [p if p >= 0 else j for j, p in enumerate(skeleton.parents)]
+    feats, fps_list = [], []
+    for path in paths:
+        x, skel, fps = _bvh_read(path)
+        other = {n: skel.joint_names[p] if p >= 0 else None for n, p in zip(skel.joint_names, skel.parents)}
+        if other != tree:
+            diff = sorted(set(tree.items()) ^ set(other.items()), key=str)[:4]
+            raise DataError(f"{path} and {paths[0]} have different hierarchies (joint, parent: {diff}); "
+                            "a folder must hold one skeleton")
+        x = drop_tpose(x[:, [skel.joint_names.index(n) for n in ref.joint_names]][:, keep])
+        lengths = np.linalg.norm(x[0] - x[0, parent], axis=-1)
+        if np.abs(lengths - skeleton.bone_lengths).max() > 1e-3:   # another subject: the reference's bones
+            x = uniform_skeleton(x, skeleton)
+        fps = round_fps(fps)
+        f = (joints_to_features(x, skeleton, fps=fps, hml3d_frame0=False) if len(x) > 2
+             else np.zeros((0, skeleton.feature_dim), np.float32))
+        if not np.isfinite(f).all():
+            raise DataError(f"{path}: the features are not finite (a bone that changes length or a degenerate pose)")
+        feats.append(f)
+        fps_list.append(fps)
+    _BVH_FOLDER.update(key=key, value=(stems, feats, fps_list, replace(skeleton, fps=fps_list[0])))
+    return _BVH_FOLDER["value"]
+
+
+def load_bvh_folder(data_dir, split):
+    """-> (Skeleton, [(stem, per-frame features, fps, [(caption, start, end)], action)]) of one split of a
+    folder of BVH files (BVH_LAYOUT). The features are HumanML3D's on the folder's own skeleton
+    (hml3d_frame0=False, as the embedded data), each file at its own rate."""
+    stems, feats, fps, skeleton = _convert_bvh_folder(data_dir)
+    split_files = {s: os.path.join(data_dir, f"{s}.txt") for s in ("train", "val", "test")}
+    if any(os.path.exists(p) for p in split_files.values()):
+        if not os.path.exists(split_files[split]):
+            raise DataError(f"{data_dir} has train/val/test files but no {split}.txt\n{BVH_LAYOUT}")
+        ids = _read_ids(split_files[split])
+        unknown = [i for i in ids if i not in stems]
+        if unknown:
+            raise DataError(f"{split_files[split]} lists {unknown[:3]}, not .bvh files of {data_dir}")
+    elif len(stems) < 3:
+        ids = stems
+    else:  # a deterministic shuffle (CRC-32 of the name), so neighbours such as walk_001, walk_002 spread out
+        order = sorted(stems, key=lambda s: (zlib.crc32(s.encode()), s))
+        n, k = len(order), max(1, round(0.1 * len(order)))
+        ids = {"train": order[:n - 2 * k], "val": order[n - 2 * k:n - k], "test": order[n - k:]}[split]
+    texts, actions = {}, {}
+    labels = os.path.join(data_dir, "labels.csv")
+    if os.path.exists(labels):
+        with open(labels, newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                if not row.get("file"):
+                    raise DataError(f"{labels}:{n}: expected columns file,caption[,action]")
+                stem = os.path.basename(row["file"].strip())
+                stem = stem[:-4] if stem.lower().endswith(".bvh") else stem
+                if (row.get("caption") or "").strip():
+                    texts.setdefault(stem, []).append((row["caption"].strip(), 0.0, 0.0))
+                if (row.get("action") or "").strip():
+                    actions.setdefault(stem, row["action"].strip())
+    for stem in ids:
+        path = os.path.join(data_dir, "texts", stem + ".txt")
+        if os.path.exists(path):
+            texts[stem] = texts.get(stem, []) + _read_texts(path, plain=True)
+    index = {s: i for i, s in enumerate(stems)}
+    return skeleton, [(s, feats[index[s]], fps[index[s]], texts.get(s, []), actions.get(s, "")) for s in ids]
 
 
 if __name__ == "__main__":

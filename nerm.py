@@ -478,6 +478,10 @@ class LatentDiffusion(nn.Module):
             c, mask = self.drop_condition(c, mask, torch.rand(B, device=z0.device) < self.config.cond_drop)
         return F.mse_loss(self.denoiser(self.q_sample(z0, k, noise), k, c, mask, duration), noise)
 
+    def forward(self, z0, cond, duration):
+        """The training objective (so DistributedDataParallel, which syncs what runs through forward, wraps it)."""
+        return self.loss(z0, cond, duration)
+
     # ---- sampling ----
 
     def guided_eps(self, z, k, cond, mask, duration, guidance):

@@ -9,10 +9,13 @@ stage-1 INR decodes it at the requested timestamps, in chunks so memory stays bo
     python sample.py --ckpt runs/diffusion_action.pt --action jump --fps 100
     python sample.py --fit low_rate.npy --fit-fps 20 --fps 120     # temporal super-resolution of (T, 22, 3) joints
     python sample.py --text "a man waves his hand" --fps 240 --seconds 10 --compile --dtype bf16   # compiled, bf16 decoder
+    python sample.py --ckpt runs/diffusion_bvh.pt --text "a person walks in a happy way" --fps 60  # trained on BVH files
 
-For each sample it writes, under --out: <name>.npy joints (T, 22, 3) metres, T = round(fps * seconds);
-<name>_features.npy (T, 263) HumanML3D layout (velocities per frame at --fps); <name>.bvh; and
-<name>.gif, a stick-figure preview, when matplotlib is installed (optional).
+For each sample it writes, under --out: <name>.npy joints (T, J, 3) metres, T = round(fps * seconds);
+<name>_features.npy (T, D) HumanML3D layout (velocities per frame at --fps); <name>.bvh; and
+<name>.gif, a stick-figure preview, when matplotlib is installed (optional). J and D are those of the skeleton
+the checkpoint carries: SMPL's 22 joints and 263 for the embedded data and HumanML3D, the files' own skeleton
+for a model trained on BVH files (train_inr.py --data bvh).
 """
 import argparse
 import os
@@ -39,7 +42,8 @@ parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help=
 parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
 parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same motions")
 parser.add_argument("--out", default="samples", help="output directory")
-parser.add_argument("--fit", default=None, help="(T, 22, 3) joints .npy to fit a latent to (decoder frozen) and re-decode")
+parser.add_argument("--fit", default=None,
+                    help="(T, J, 3) joints .npy on the checkpoint's skeleton (SMPL: J = 22) to fit a latent to (decoder frozen) and re-decode")
 parser.add_argument("--fit-fps", type=float, default=20.0, help="framerate of the --fit joints")
 parser.add_argument("--no-preview", action="store_true", help="skip the GIF preview")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
@@ -51,7 +55,7 @@ MAX_FPS, MAX_SECONDS = 480.0, 60.0
 
 
 class Stage1:
-    """The INR decoder and the feature statistics carried by a stage-2 checkpoint."""
+    """The INR decoder, the feature statistics and the skeleton carried by a stage-2 checkpoint."""
 
     def __init__(self, payload, device, compile=False, dtype=None):
         self.cfg = nerm.INRConfig(**payload["model_args"])
@@ -63,6 +67,8 @@ class Stage1:
         self.mean, self.std = payload["mean"].numpy(), payload["std"].numpy()
         self.time_norm = payload["time_norm"]
         self.max_fps = payload["max_fps"]   # the highest clip rate the decoder was told in training
+        # a skeleton_to_dict dict, or the name ('smpl22', 'kit21') that older checkpoints stored
+        self.skeleton = data.resolve_skeleton(payload["skeleton"])
         self.device = device
 
     def times(self, frames, seconds):
@@ -71,13 +77,13 @@ class Stage1:
         return t / seconds if self.time_norm else t
 
     def decode(self, z, seconds, fps):
-        """z (Z,) -> features (T, D) per frame at fps and joints (T, 22, 3), T = round(fps * seconds)."""
+        """z (Z,) -> features (T, D) per frame at fps and joints (T, J, 3), T = round(fps * seconds)."""
         T = max(2, int(round(fps * seconds)))
         # the decoder was told clip rates up to the data's highest; above it velocities are per second anyway
         s = torch.tensor([min(fps, self.max_fps)], device=self.device)
         x = nerm.decode(self.fast, z[None], self.times(T, seconds), s, dtype=self.dtype)[0].cpu().numpy()
         feats = data.features_per_frame(x * self.std + self.mean, fps)
-        return feats, data.features_to_joints(feats, data.SMPL22)
+        return feats, data.features_to_joints(feats, self.skeleton)
 
 
 def fit_joints(stage1, path, fit_fps):
@@ -86,9 +92,12 @@ def fit_joints(stage1, path, fit_fps):
         joints = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise data.DataError(f"{path}: cannot read joints ({e})") from None
-    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 3 or not np.isfinite(joints).all():
-        raise data.DataError(f"{path}: expected finite (T >= 3, 22, 3) joint positions, got {joints.shape}")
-    x = data.features_per_second(data.joints_to_features(joints, fps=fit_fps, hml3d_frame0=False), fit_fps)
+    J = stage1.skeleton.num_joints
+    if joints.ndim != 3 or joints.shape[1:] != (J, 3) or len(joints) < 3 or not np.isfinite(joints).all():
+        raise data.DataError(f"{path}: expected finite (T >= 3, {J}, 3) joint positions on the checkpoint's "
+                             f"skeleton {stage1.skeleton.name}, got {joints.shape}")
+    x = data.joints_to_features(joints, stage1.skeleton, fps=fit_fps, hml3d_frame0=False)
+    x = data.features_per_second(x, fit_fps)
     x = torch.from_numpy((x - stage1.mean) / stage1.std).float()[None].to(stage1.device)   # (1, T-1, D)
     seconds = (x.shape[1] - 1) / fit_fps
     t, s = stage1.times(x.shape[1], seconds), torch.tensor([fit_fps], device=stage1.device)
@@ -97,7 +106,7 @@ def fit_joints(stage1, path, fit_fps):
     return z[0], seconds
 
 
-def preview(path, joints, fps, title):
+def preview(path, joints, fps, title, skeleton=data.SMPL22):
     """Stick-figure GIF (at most 30 frames per second); silently skipped without matplotlib."""
     try:
         import matplotlib
@@ -112,10 +121,10 @@ def preview(path, joints, fps, title):
     ax = fig.add_subplot(projection="3d")
     lo, hi = joints.min((0, 1)), joints.max((0, 1))
     centre, half = (lo + hi) / 2, max(1.0, (hi - lo).max() / 2)
-    lines = [ax.plot([], [], [], lw=2)[0] for _ in data.SMPL22.chains]
+    lines = [ax.plot([], [], [], lw=2)[0] for _ in skeleton.chains]
 
     def draw(i):
-        for line, chain in zip(lines, data.SMPL22.chains):
+        for line, chain in zip(lines, skeleton.chains):
             p = frames[i, list(chain)]
             line.set_data(p[:, 0], p[:, 2])       # x, z on the ground plane; y up drawn as the plot's z
             line.set_3d_properties(p[:, 1])
@@ -193,9 +202,9 @@ if __name__ == "__main__":
             base = os.path.join(args.out, f"{name}_{i}")
             np.save(base + ".npy", joints.astype(np.float32))
             np.save(base + "_features.npy", feats.astype(np.float32))
-            data.write_bvh(base + ".bvh", joints, data.SMPL22, fps=args.fps)
+            data.write_bvh(base + ".bvh", joints, stage1.skeleton, fps=args.fps)
             wrote = [base + ".npy", base + "_features.npy", base + ".bvh"]
-            if not args.no_preview and preview(base + ".gif", joints, args.fps, text or name):
+            if not args.no_preview and preview(base + ".gif", joints, args.fps, text or name, stage1.skeleton):
                 wrote.append(base + ".gif")
             print(f"{text or name!r} #{i}: {len(joints)} frames at {args.fps:g} fps ({seconds:.2f} s) -> "
                   + ", ".join(wrote))

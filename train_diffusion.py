@@ -10,18 +10,27 @@ sample.py needs nothing else.
     python train_diffusion.py --cond action --out runs/diffusion_action.pt
     python train_diffusion.py --steps 100 --out /tmp/d.pt       # a tiny CPU run
     python train_diffusion.py --resume                          # continue from --out
+
+Several GPUs or CPU processes (DistributedDataParallel; --batch is the global batch, split over the processes):
+
+    torchrun --standalone --nproc_per_node=4 train_diffusion.py --batch 256            # 4 GPUs (nccl), 64 each
+    torchrun --standalone --nproc_per_node=2 train_diffusion.py --device cpu --steps 100 --out /tmp/d.pt
+    torchrun --standalone --nproc_per_node=4 train_diffusion.py --batch 256 --resume   # resume with any count
 """
 import argparse
 import sys
 import time
+import warnings
 from dataclasses import asdict
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
 import nerm
-from train_inr import get_lr, load_checkpoint, save_atomic
+from train_inr import get_lr, load_checkpoint, save_atomic, setup_distributed
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--inr", default="runs/inr.pt", help="stage-1 checkpoint from train_inr.py")
@@ -29,14 +38,16 @@ parser.add_argument("--out", default="runs/diffusion.pt", help="stage-2 checkpoi
 parser.add_argument("--resume", action="store_true", help="continue training from --out")
 parser.add_argument("--cond", default="text", choices=["text", "action", "none"], help="what generation is conditioned on")
 parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-parser.add_argument("--batch", type=int, default=64, help="latents per step")
+parser.add_argument("--batch", type=int, default=64,
+                    help="latents per step, over all processes: under torchrun each of N draws batch/N")
 parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
 parser.add_argument("--d-model", type=int, default=128, help="denoiser width (GPU-scale: 256+)")
 parser.add_argument("--layers", type=int, default=4, help="denoiser blocks")
 parser.add_argument("--cond-drop", type=float, default=0.1, help="probability of the null condition in training")
 parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
 parser.add_argument("--seed", type=int, default=0, help="random seed")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
 
 
 def stage1_payload(inr):
@@ -49,7 +60,13 @@ def stage1_payload(inr):
 
 if __name__ == "__main__":
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
+    rank, world, device = setup_distributed(args.device)
+    if args.batch % world:
+        sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
+    batch = args.batch // world
+    # each process its own random stream (seed + rank): its own latents, noise levels, condition drops and
+    # dropout; DDP copies rank 0's initial weights to all
+    torch.manual_seed(args.seed + rank)
     try:
         inr = load_checkpoint(args.inr, stage=1)
         ckpt = load_checkpoint(args.out, stage=2) if args.resume else None
@@ -65,49 +82,68 @@ if __name__ == "__main__":
         sys.exit(f"error: {args.inr} has sequences without captions; use --cond action or --cond none")
     if args.cond == "action" and action_names == [""]:
         sys.exit(f"error: {args.inr} has no action labels; use --cond text or --cond none")
-    print(f"{len(mu)} latents of size {mu.shape[1]} from {args.inr}, cond {args.cond}, "
-          f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s")
+    if rank == 0:
+        print(f"{len(mu)} latents of size {mu.shape[1]} from {args.inr}, cond {args.cond}, "
+              f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s"
+              + (f", {world} processes of {batch} latents" if world > 1 else ""))
 
     if ckpt is not None:
         cfg = nerm.DiffusionConfig(**ckpt["model_args"])
+        if cfg.cond != args.cond:
+            sys.exit(f"error: {args.out} was trained with --cond {cfg.cond}, not --cond {args.cond}")
     else:
         vocab = nerm.Vocab.build([c for caps in captions for c in caps]).to_list() if args.cond == "text" else None
         cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
                                    d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
-    model = nerm.LatentDiffusion(cfg).to(args.device)
-    model.set_latent_stats(mu.to(args.device))
+    model = nerm.LatentDiffusion(cfg).to(device)
+    model.set_latent_stats(mu.to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
-        torch.manual_seed(args.seed + step)
-        print(f"resumed {args.out} at step {step}")
+        torch.manual_seed(args.seed + step + rank)
+        if rank == 0:
+            print(f"resumed {args.out} at step {step}")
+    # DDP all-reduces the gradients of what runs through forward() (LatentDiffusion.forward is its loss,
+    # Algorithm 1). Each process's loss is a mean over its batch/N latents and DDP averages the gradients, so
+    # the step (and the gradient clipping, which sees the averaged gradient) is that of one process drawing
+    # all --batch latents.
+    train_model = DDP(model, device_ids=[device] if device.startswith("cuda") else None) if world > 1 else model
+    # the null token's gradient (1, 1, d) comes out of an expand with strides DDP does not expect: it copies
+    # that gradient into its buffer instead of sharing the memory, a free copy at this size
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
     def checkpoint():
         save_atomic({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "model_args": asdict(cfg), "args": vars(args), "step": step, "actions": action_names,
                      "durations": duration, "inr": stage1_payload(inr)}, args.out)
 
-    g = torch.Generator().manual_seed(args.seed + step)
-    mu, std = mu.to(args.device), (0.5 * logvar).exp().to(args.device)
+    g = torch.Generator().manual_seed(args.seed + step + rank)
+    mu, std = mu.to(device), (0.5 * logvar).exp().to(device)
     t0, start = time.time(), step
-    pbar = tqdm(total=args.steps, initial=step, disable=None)
+    pbar = tqdm(total=args.steps, initial=step, disable=None if rank == 0 else True)
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, args.lr, args.steps)
-        idx = torch.randint(0, len(mu), (args.batch,), generator=g)
+        idx = torch.randint(0, len(mu), (batch,), generator=g)
         # train on draws from each sequence's Gaussian, the latent space the variational INR decodes well
-        z0 = mu[idx] + (std[idx] * torch.randn(mu[idx].shape, generator=g).to(args.device) if variational else 0)
+        z0 = mu[idx] + (std[idx] * torch.randn(mu[idx].shape, generator=g).to(device) if variational else 0)
         if args.cond == "text":
-            pick = torch.randint(0, 1 << 30, (args.batch,), generator=g)
+            pick = torch.randint(0, 1 << 30, (batch,), generator=g)
             cond = [captions[i][p % len(captions[i])] for i, p in zip(idx.tolist(), pick.tolist())]
         else:
-            cond = actions[idx].to(args.device) if args.cond == "action" else None
-        loss = model.loss(z0, cond, duration[idx].to(args.device))
-        if not torch.isfinite(loss):
-            sys.exit(f"error: loss became {loss.item()} at step {step}; stopping (the last good checkpoint is kept)")
+            cond = actions[idx].to(device) if args.cond == "action" else None
+        loss = train_model(z0, cond, duration[idx].to(device))
+        # the mean over the processes (= the loss of the whole batch), so that all of them stop together
+        mean_loss = loss.detach().clone()
+        if world > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss /= world
+        if not torch.isfinite(mean_loss):
+            sys.exit(f"error: loss became {mean_loss.item()} at step {step}; "
+                     "stopping (the last good checkpoint is kept)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -115,10 +151,13 @@ if __name__ == "__main__":
         step += 1
         pbar.update(1)
         if step % 20 == 0:
-            pbar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % args.save_every == 0:
+            pbar.set_postfix(loss=f"{mean_loss.item():.4f}")
+        if step % args.save_every == 0 and rank == 0:  # one process writes
             checkpoint()
     pbar.close()
-    print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
-    checkpoint()
-    print(f"wrote {args.out}")
+    if rank == 0:
+        print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
+        checkpoint()
+        print(f"wrote {args.out}")
+    if dist.is_initialized():
+        dist.destroy_process_group()

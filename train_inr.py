@@ -12,6 +12,12 @@ is printed at 20/40/60/100/120 fps.
     python train_inr.py --steps 200 --eval-every 100 --out /tmp/tiny.pt   # a tiny CPU run
     python train_inr.py --resume                          # continue from --out
     python train_inr.py --compile                         # the evaluation decode through torch.compile
+
+Several GPUs or CPU processes (DistributedDataParallel; --batch is the global batch, split over the processes):
+
+    torchrun --standalone --nproc_per_node=4 train_inr.py --batch 256            # 4 GPUs (nccl), 64 each
+    torchrun --standalone --nproc_per_node=2 train_inr.py --device cpu --steps 200 --eval-every 100 --out /tmp/tiny.pt
+    torchrun --standalone --nproc_per_node=4 train_inr.py --batch 256 --resume   # resume with any count
 """
 import argparse
 import math
@@ -22,19 +28,22 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
 import nerm
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default="synthetic", help="humanml3d | kit | synthetic (the embedded dataset)")
-parser.add_argument("--data-dir", default=None, help="dataset directory in the HumanML3D layout (default: data/<name>)")
+parser.add_argument("--data", default="synthetic", help="humanml3d | kit | bvh (a folder of BVH files) | synthetic (the embedded dataset)")
+parser.add_argument("--data-dir", default=None, help="dataset directory in the HumanML3D layout, or a folder of BVH files with --data bvh (default: data/<name>)")
 parser.add_argument("--num-synthetic", type=int, default=2000, help="sequences in the embedded dataset when generated")
 parser.add_argument("--out", default="runs/inr.pt", help="checkpoint file (written atomically)")
 parser.add_argument("--resume", action="store_true", help="continue training from --out")
 parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-parser.add_argument("--batch", type=int, default=64, help="sequences per step (one clip each)")
+parser.add_argument("--batch", type=int, default=64,
+                    help="sequences per step (one clip each), over all processes: under torchrun each draws batch/N")
 parser.add_argument("--clip-len", type=int, default=32, help="m: frames per clip, whatever its framerate")
 parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
 parser.add_argument("--latent-lr", type=float, default=1e-2, help="learning rate of the per-sequence latents")
@@ -53,7 +62,8 @@ parser.add_argument("--eval-seqs", type=int, default=32, help="held-out sequence
 parser.add_argument("--fit-steps", type=int, default=200, help="steps to fit held-out latents, decoder frozen")
 parser.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
 parser.add_argument("--seed", type=int, default=0, help="random seed")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
 parser.add_argument("--compile", action="store_true",
                     help="decode the held-out sequences through torch.compile (the training step stays eager)")
 EVAL_FPS = (20, 40, 60, 100, 120)
@@ -65,6 +75,18 @@ def get_lr(step, base, total, warmup=100):
         return base * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def setup_distributed(device):
+    """(rank, world size, device) of this process. Under torchrun (RANK is set) it joins the process group:
+    nccl with one GPU per process (cuda:LOCAL_RANK), gloo for CPU processes. Plain python: (0, 1, device)."""
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)  # first, so that nccl (and its barrier) use this GPU
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def save_atomic(obj, path):
@@ -89,15 +111,20 @@ def load_checkpoint(path, stage):
     return ckpt
 
 
-def open_dataset(args, split, fps_mode):
-    """Load a split; the embedded dataset is generated on first use."""
+def generate_if_missing(args):
+    """The dataset directory; the embedded dataset is generated there on first use."""
     data_dir = args.data_dir or os.path.join("data", args.data)
     if args.data == "synthetic" and not os.path.exists(os.path.join(data_dir, "meta.csv")):
         t0 = time.time()
         print(f"generating the embedded dataset ({args.num_synthetic} sequences) in {data_dir} ...")
         data.write_dataset(data_dir, data.generate_motions(args.num_synthetic, seed=0))
         print(f"  done in {time.time() - t0:.0f} s")
-    return data.load_dataset(args.data, data_dir, split, fps_mode)
+    return data_dir
+
+
+def open_dataset(args, split, fps_mode):
+    """Load a split; the embedded dataset is generated on first use."""
+    return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
 
 
 def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, time_norm=True,
@@ -142,7 +169,17 @@ def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, devi
 
 if __name__ == "__main__":
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
+    rank, world, device = setup_distributed(args.device)
+    if args.batch % world:
+        sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
+    batch = args.batch // world
+    # each process its own random stream (nanoGPT's seed + rank): its own clips, latent noise, dropout.
+    # The initial weights may differ too: DDP copies rank 0's parameters (latent table included) to all
+    torch.manual_seed(args.seed + rank)
+    if world > 1:  # one process generates the embedded dataset on first use, the others wait for it
+        if rank == 0:
+            generate_if_missing(args)
+        dist.barrier()
     try:
         ckpt = load_checkpoint(args.out, stage=1) if args.resume else None
         train_set = open_dataset(args, "train", args.fps_mode)
@@ -154,8 +191,10 @@ if __name__ == "__main__":
     mean, std = train_set.mean, train_set.std
     sampler = data.ClipSampler(train_set, mean, std, time_norm=time_norm)
     D = train_set.skeleton.feature_dim
-    print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
-          f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}")
+    if rank == 0:
+        print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
+              f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}"
+              + (f", {world} processes of {batch} clips" if world > 1 else ""))
 
     if ckpt is not None:
         cfg = nerm.INRConfig(**ckpt["model_args"])
@@ -166,7 +205,7 @@ if __name__ == "__main__":
         cfg = nerm.INRConfig(feature_dim=D, num_sequences=len(train_set), latent_dim=args.latent_dim,
                              hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
                              variational=not args.no_variational, kl_weight=args.kl_weight)
-    model = nerm.NeRM(cfg).to(args.device)
+    model = nerm.NeRM(cfg).to(device)
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
     latent_params = [p for p in model.latents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
@@ -178,14 +217,25 @@ if __name__ == "__main__":
         for group, base in zip(optimizer.param_groups, (args.latent_lr, args.lr)):
             group["base"] = base  # the rates asked for now, not the saved ones
         step, history = ckpt["step"], ckpt.get("history", [])
-        torch.manual_seed(args.seed + step)
-        print(f"resumed {args.out} at step {step}")
+        torch.manual_seed(args.seed + step + rank)
+        if rank == 0:
+            print(f"resumed {args.out} at step {step}")
+    # Under torchrun each process draws its own batch/N clips and DDP averages the gradients over the
+    # processes during backward. The latent table is a parameter like the decoder's, with a dense gradient
+    # that is zero in the rows a process did not draw, so latent i receives
+    #     (1/N) sum_r (1/(B/N)) sum_{clips of i on r} grad  =  (1/B) sum_{clips of i} grad,
+    # exactly its gradient in one process drawing all B clips (the loss is a mean over the batch): a row
+    # drawn on one process only is not scaled down, nor multiplied by N. Every process then applies the same
+    # Adam update to the same averaged gradients, so the tables, decoders and Adam moments stay identical
+    # with no other communication. The price: the whole table (mu and logvar, 2 x sequences x Z floats) is
+    # all-reduced every step: ~47 MB for 23k sequences at Z = 256, small for a GPU interconnect.
+    train_model = DDP(model, device_ids=[device] if device.startswith("cuda") else None) if world > 1 else model
 
     def checkpoint():
         save_atomic({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
                      "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
-                     "time_norm": time_norm, "skeleton": train_set.skeleton.name,
+                     "time_norm": time_norm, "skeleton": data.skeleton_to_dict(train_set.skeleton),
                      "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
                                    "duration": torch.from_numpy(train_set.durations()),
                                    "captions": train_set.captions, "actions": train_set.actions}}, args.out)
@@ -195,39 +245,48 @@ if __name__ == "__main__":
 
     def run_eval():
         mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, cfg, mean, std, args.fit_steps,
-                           args.clip_len, args.device, time_norm, compiled=eval_decoder)
+                           args.clip_len, device, time_norm, compiled=eval_decoder)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
         return mre
 
-    g = torch.Generator().manual_seed(args.seed + step)
+    g = torch.Generator().manual_seed(args.seed + step + rank)
     t0, start = time.time(), step
-    pbar = tqdm(total=args.steps, initial=step, disable=None)
+    pbar = tqdm(total=args.steps, initial=step, disable=None if rank == 0 else True)
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, group["base"], args.steps)
-        idx = torch.randint(0, len(sampler), (args.batch,), generator=g)
+        idx = torch.randint(0, len(sampler), (batch,), generator=g)
         max_fps = 20.0 if step < args.progressive_steps else None  # progressive: fixed rate first
         x, t, s, idx = sampler.sample(idx, args.clip_len, generator=g, max_fps=max_fps)
-        x, t, s, idx = x.to(args.device), t.to(args.device), s.to(args.device), idx.to(args.device)
-        _, loss, recon, prior = model(idx, t, s, x)
-        if not torch.isfinite(loss):
+        x, t, s, idx = x.to(device), t.to(device), s.to(device), idx.to(device)
+        _, loss, recon, prior = train_model(idx, t, s, x)
+        # the mean over the processes (= the loss of the whole batch), so that all of them stop together
+        stats = torch.stack([loss, recon, prior]).detach()
+        if world > 1:
+            dist.all_reduce(stats)
+            stats /= world
+        if not torch.isfinite(stats[0]):
             kept = f"the last good checkpoint is {args.out}" if os.path.exists(args.out) else "no checkpoint was written"
-            sys.exit(f"error: loss became {loss.item()} at step {step}; stopping ({kept}). Try a lower --lr.")
+            sys.exit(f"error: loss became {stats[0].item()} at step {step}; stopping ({kept}). Try a lower --lr.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
         pbar.update(1)
         if step % 20 == 0:
-            pbar.set_postfix(recon=f"{recon.item():.4f}", prior=f"{prior.item():.1f}")
-        if step % args.save_every == 0:
+            pbar.set_postfix(recon=f"{stats[1].item():.4f}", prior=f"{stats[2].item():.1f}")
+        # one process evaluates and writes; the others wait for it at the next step's first collective
+        if step % args.save_every == 0 and rank == 0:
             checkpoint()
-        if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+        if args.eval_every and step % args.eval_every == 0 and step < args.steps and rank == 0:
             run_eval()
     pbar.close()
-    print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
-    run_eval()
-    checkpoint()
-    print(f"wrote {args.out}")
+    if rank == 0:
+        print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
+        run_eval()
+        checkpoint()
+        print(f"wrote {args.out}")
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -194,3 +194,17 @@ def test_realdata_positions_round_trip(tmp_path, name):
     y, skel2, fps2 = bvh.read_bvh(tmp_path / "out.bvh")
     assert skel2.joint_names == skel.joint_names and abs(fps2 - fps) < 1e-6 * fps
     assert np.abs(y - x).max() < 1e-5
+
+
+@needs_realdata
+@pytest.mark.parametrize("name", ["dataset-1_walk_normal_001.bvh", "131_01.bvh", "walk_forward.bvh"])
+def test_realdata_pruned_skeleton_round_trip(tmp_path, name):
+    """The skeleton a BVH folder trains on (data.prune_skeleton: no static root, no joint sitting on its parent)
+    is what sample.py writes with: its positions come back through write_bvh -> read_bvh."""
+    row = next(r for r in CLIPS if r["path"].endswith(name))
+    x, skel, fps = bvh.read_bvh(REALDATA / row["path"])
+    keep, pruned = bvh.prune_skeleton(x, skel)
+    assert pruned.joint_names == tuple(skel.joint_names[j] for j in keep) and len(pruned.face_joints) == 4
+    bvh.write_bvh(tmp_path / "out.bvh", x[:, keep], pruned, fps)
+    y, back, _ = bvh.read_bvh(tmp_path / "out.bvh")
+    assert np.abs(y[:, [back.joint_names.index(n) for n in pruned.joint_names]] - x[:, keep]).max() < 1e-5

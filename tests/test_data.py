@@ -107,3 +107,59 @@ def test_clips_at_the_native_rate_read_original_frames(small_dataset):
     native = s == cs.fps[idx]
     frames = (tau * cs.duration[idx, None] * cs.fps[idx, None])[native]
     assert native.sum() > 20 and torch.allclose(frames, frames.round(), atol=1e-3)
+
+
+def kit_joints(T, seed):
+    """(T, 21, 3) KIT joints from forward kinematics: smooth swings of every joint, the root walking."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[:, None, None] / 12.5
+    angle = rng.uniform(0.1, 0.3, (21, 3)) * np.sin(2 * np.pi * rng.uniform(0.3, 1.0, (21, 3)) * t
+                                                    + rng.uniform(0.5, 2.5, (21, 3)))   # never the exact rest pose
+    norm = np.linalg.norm(angle, axis=-1, keepdims=True) + 1e-12
+    q = np.concatenate([np.cos(norm / 2), np.sin(norm / 2) * angle / norm], axis=-1)
+    root = np.concatenate([0.5 * t[:, 0], 1.0 + 0.0 * t[:, 0], 0.2 * t[:, 0]], axis=-1)
+    return data.forward_kinematics(data.quat_to_matrix(q), root, data.KIT21)
+
+
+def test_kit_standard_layout(tmp_path):
+    """KIT-ML as HumanML3D's scripts write it: (T-1, 251) features per frame at 12.5 fps, texts, splits,
+    Mean/Std per frame; no meta.csv, so 12.5 fps is assumed."""
+    d = tmp_path / "KIT-ML"
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        (d / sub).mkdir(parents=True)
+    feats = {}
+    for k, sid in enumerate(["00001", "00002", "00003", "M00001"]):
+        j = kit_joints(40 + 5 * k, seed=k)
+        feats[sid] = data.joints_to_features(j, data.KIT21, fps=12.5)        # KIT's own conventions (frame 0 jump)
+        np.save(d / "new_joint_vecs" / f"{sid}.npy", feats[sid])
+        np.save(d / "new_joints" / f"{sid}.npy", j[:-1].astype(np.float32))
+        (d / "texts" / f"{sid}.txt").write_text(f"a person walks {k}#a/DET person/NOUN walk/VERB#0.0#0.0\n"
+                                                f"first part {k}#first/ADJ part/NOUN#0.0#1.2\n")
+    (d / "train.txt").write_text("00001\n00002\nM00001\n")
+    (d / "val.txt").write_text("00003\n")
+    (d / "test.txt").write_text("00003\n")
+    train_rows = np.concatenate([feats[s] for s in ("00001", "00002", "M00001")])
+    np.save(d / "Mean.npy", train_rows.mean(0))
+    np.save(d / "Std.npy", train_rows.std(0) + 0.01)
+    ms = data.load_dataset("kit", str(d), "train")
+    assert ms.skeleton is data.KIT21 and (ms.fps == 12.5).all() and ms.features[0].shape[1] == 251
+    assert ms.names == ["00001", "00001#0", "00002", "00002#0", "M00001", "M00001#0"]
+    assert ms.captions[:2] == [["a person walks 0"], ["first part 0"]] and len(ms.features[1]) == 15   # 1.2 s
+    np.testing.assert_allclose(ms.features[0], data.features_per_second(feats["00001"], 12.5), rtol=1e-6)
+    np.testing.assert_allclose(ms.mean, data.features_per_second(train_rows.mean(0)[None], 12.5)[0], rtol=1e-5)
+    np.testing.assert_allclose(ms.std, np.abs(data.features_per_second((train_rows.std(0) + 0.01)[None], 12.5)[0]),
+                               rtol=1e-5)
+    # the features give back the joints HumanML3D's new_joints would hold (root-relative, any facing)
+    rec = data.features_to_joints(feats["00002"], data.KIT21)
+    j = np.load(d / "new_joints" / "00002.npy")
+    rel = lambda x: np.linalg.norm(x - x[:, :1], axis=-1)
+    np.testing.assert_allclose(rel(rec), rel(j), atol=1e-4)
+    assert len(data.load_dataset("kit", str(d), "val", min_seconds=1.0)) == 2
+
+
+def test_missing_kit_folder_says_what_kit_is(tmp_path):
+    with pytest.raises(data.DataError) as err:
+        data.load_dataset("kit", str(tmp_path / "KIT-ML"), "train")
+    msg = str(err.value)
+    assert "not found" in msg and "new_joint_vecs" in msg and "251" in msg and "12.5 fps" in msg
+    assert "KIT Motion-Language Dataset" in msg and "https://github.com/EricGuo5513/HumanML3D" in msg
