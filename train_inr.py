@@ -157,7 +157,7 @@ def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, devi
             idx = torch.tensor([i])
             x_gt = gt.gather(idx, t_sec)[0] * std_t + mean_t
             x_hat = nerm.decode(decoder if compiled is None else compiled, z[i:i + 1],
-                                gt.time_coord(idx, t_sec).to(device),
+                                fit.time_coord(idx, t_sec).to(device),
                                 torch.tensor([float(f)], device=device))[0].cpu() * std_t + mean_t
             j_gt = data.features_to_joints(data.features_per_frame(x_gt.numpy(), f), gt_set.skeleton)
             j_hat = data.features_to_joints(data.features_per_frame(x_hat.numpy(), f), gt_set.skeleton)

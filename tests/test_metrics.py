@@ -38,6 +38,27 @@ def test_fid_matches_scipy_sqrtm():
     assert fid(gen, real) == pytest.approx(ref, rel=1e-8)    # the distance is symmetric
 
 
+def sqrtm_denman_beavers(a, iters=60):
+    """Principal square root of a matrix with positive eigenvalues (Denman & Beavers 1976), no scipy:
+    Y <- (Y + Z^-1) / 2, Z <- (Z + Y^-1) / 2 from Y = A, Z = I converges to Y = A^1/2, Z = A^-1/2."""
+    y, z = a.copy(), np.eye(len(a))
+    for _ in range(iters):
+        y, z = (y + np.linalg.inv(z)) / 2, (z + np.linalg.inv(y)) / 2
+    return y
+
+
+def test_fid_matches_a_direct_matrix_square_root():
+    # T2M's formula with (S1 S2)^1/2 of the non-symmetric product itself, computed by another method
+    rng = np.random.default_rng(1)
+    real = rng.standard_normal((400, 12)) @ rng.standard_normal((12, 12))
+    gen = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12)) * 0.7 + 0.3
+    s1, s2 = np.cov(real, rowvar=False), np.cov(gen, rowvar=False)
+    root = sqrtm_denman_beavers(s1 @ s2)
+    np.testing.assert_allclose(root @ root, s1 @ s2, rtol=1e-9, atol=1e-9 * np.abs(s1 @ s2).max())
+    ref = ((real.mean(0) - gen.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(root)
+    assert fid(real, gen) == pytest.approx(ref, rel=1e-8)
+
+
 def test_fid_diagonal_covariances_closed_form():
     # sample sets whose np.cov is exactly diagonal: centred orthonormal columns, scaled per column
     rng = np.random.default_rng(0)

@@ -1,0 +1,150 @@
+"""eval.py's evaluator, clip extraction and clip-FID input, against independent computations:
+python -m pytest -q tests/test_eval.py"""
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import nerm
+from eval import (CLIP_M, COLUMNS, ClipEvaluator, Evaluator, clip_input, clip_plan, cut_clips, decode_motions, mre_of,
+                  real_clips, replications, to_eval_rate, train_clip_encoders, train_evaluator)
+from train_inr import save_atomic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def splits(small_dataset):
+    return data.load_dataset("synthetic", small_dataset, "train"), data.load_dataset("synthetic", small_dataset, "test")
+
+
+def test_tiny_evaluator_shapes_reload_and_padding(splits, tmp_path):
+    train, test = splits
+    payload = train_evaluator(train, steps=3, batch=8, hidden=16, emb=8, log=lambda s: None)
+    path = str(tmp_path / "evaluator.pt")
+    save_atomic(payload, path)
+    ev, again = Evaluator(payload), Evaluator(torch.load(path, weights_only=True))
+    motions = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
+    texts = [c[0] for c in test.captions]
+    assert all(len(m) <= 196 for m in motions)
+    m, t = ev.embed_motions(motions), ev.embed_texts(texts)
+    pred, feats = ev.recognize(motions)
+    assert m.shape == t.shape == (len(test), 8) and feats.shape == (len(test), 16) and pred.shape == (len(test),)
+    assert set(pred) <= set(range(len(ev.actions))) and ev.actions == sorted(set(train.actions))
+    # reloaded from the file (weights_only): the same embeddings, bit for bit
+    np.testing.assert_array_equal(again.embed_motions(motions), m)
+    np.testing.assert_array_equal(again.embed_texts(texts), t)
+    np.testing.assert_array_equal(again.recognize(motions)[1], feats)
+    # a motion embeds the same alone as padded in a batch of longer ones
+    short = int(np.argmin([len(x) for x in motions]))
+    np.testing.assert_allclose(ev.embed_motions([motions[short]])[0], m[short], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ev.recognize([motions[short]])[1][0], feats[short], rtol=1e-5, atol=1e-5)
+
+
+def tiny_stage1():
+    cfg = nerm.INRConfig(feature_dim=263, latent_dim=8, hidden=16, n_blocks=1)
+    return SimpleNamespace(decoder=nerm.INRDecoder(cfg).eval(), time_norm=True, max_fps=120.0,
+                           mean=np.zeros(263, np.float32), std=np.ones(263, np.float32))
+
+
+@pytest.mark.parametrize("cond", ["text", "action", "none"])
+def test_replications_give_every_figure_of_the_table(splits, cond):
+    # untrained tiny models end to end: each figure of the table, once per replication (the train split
+    # stands in for the test split: R-precision needs 32 pairs)
+    train, _ = splits
+    ev = Evaluator(train_evaluator(train, steps=1, batch=8, hidden=16, emb=8, log=lambda s: None))
+    motions = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
+    refs = {"motion": ev.embed_motions(motions), "recognizer": ev.recognize(motions)[1]}
+    vocab = nerm.Vocab.build([c for caps in train.captions for c in caps]).to_list()
+    model = nerm.LatentDiffusion(nerm.DiffusionConfig(latent_dim=8, cond=cond, vocab=vocab, num_actions=len(ev.actions),
+                                                      d_model=16, n_layers=1)).eval()
+    args = SimpleNamespace(reps=2, mm_texts=3, mm_samples=20, guidance=2.5, steps=2, seed=0)
+    for gen in (None, ({"actions": ev.actions}, model, tiny_stage1())):
+        res = replications(ev, train, refs, cond, args, gen)
+        want = set(COLUMNS[cond]) - ({"MModality"} if gen is None else set())
+        assert set(res) == want and all(len(v) == 2 and np.isfinite(v).all() for v in res.values())
+        if gen is None and cond != "action":
+            assert res["FID"][0] == pytest.approx(0.0, abs=1e-6)            # the real motions are the reference
+
+
+def test_decoded_motions_have_the_real_motions_frame_count():
+    # generated and real motions reach the evaluator on the same 20 fps grid, both cut at 196 frames
+    stage1 = tiny_stage1()
+    seqs = [(np.zeros((n, 263), np.float32), f) for n, f in ((121, 60.0), (301, 30.0), (1201, 120.0), (47, 20.0))]
+    durations = np.array([(len(x) - 1) / f for x, f in seqs])
+    out = decode_motions(stage1, torch.randn(len(seqs), 8), durations)
+    assert [len(x) for x in out] == [len(to_eval_rate(x, f)) for x, f in seqs] == [41, 196, 196, 47]
+
+
+@pytest.mark.parametrize("fps,rate", [(120.0, 120.0), (120.0, 40.0), (50.0, 20.0), (50.0, 40.0), (100.0, 60.0)])
+def test_clips_match_resample_of_the_native_sequence(fps, rate):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((int(7.3 * fps), 263)).astype(np.float32)
+    ms = SimpleNamespace(features=[x[:int(0.2 * fps)], x], fps=np.array([fps, fps]))    # 0.2 s: too short
+    plan = clip_plan(ms, rate, 50, rng)
+    assert len(plan) == 50 and (plan[:, 0] == 1).all()
+    full = data.resample(x, fps, rate)
+    assert plan[:, 1].min() >= 0 and plan[:, 1].max() + CLIP_M <= len(full)
+    clips = cut_clips(x, fps, rate, plan[:, 1])
+    np.testing.assert_allclose(clips, np.stack([full[c:c + CLIP_M] for c in plan[:, 1]]), rtol=1e-6, atol=1e-6)
+    # a sequence recorded below the rate gives no clips at it
+    assert len(clip_plan(SimpleNamespace(features=[x], fps=np.array([fps])), fps * 1.5, 5, rng)) == 0
+
+
+def test_real_clips_via_20fps_lose_what_lies_between_20fps_frames():
+    # 120 fps through 20 fps and back: linear interpolation misses a sine of frequency f by at most
+    # h^2 (2 pi f)^2 / 8 (h = 1/20 s): 0.049 at 2 Hz, while a 9 Hz one is lost (the bound exceeds 1)
+    t = np.arange(601)[:, None] / 120.0
+    x = np.concatenate([np.sin(2 * np.pi * 2 * t), np.sin(2 * np.pi * 9 * t)], 1).astype(np.float32)
+    ms = SimpleNamespace(features=[x], fps=np.array([120.0]))
+    plan = clip_plan(ms, 120.0, 20, np.random.default_rng(0))
+    err = np.abs(real_clips(ms, plan, 120.0, via_fps=20.0) - real_clips(ms, plan, 120.0)).max((0, 1))
+    assert err[0] <= (1 / 20) ** 2 * (2 * np.pi * 2) ** 2 / 8 + 1e-6 and err[1] > 0.3
+    np.testing.assert_allclose(real_clips(ms, plan, 20.0, via_fps=20.0), real_clips(ms, plan, 20.0), atol=1e-6)
+
+
+def test_clip_input_velocity_and_acceleration_at_the_rate():
+    # root-relative joints quadratic in time, p = a t^2 + b t + c: backward differences give
+    # velocity a (t_k + t_{k-1}) + b and acceleration exactly 2a, in per-second units at any rate
+    rng = np.random.default_rng(0)
+    sl = data.feature_slices(22)
+    a, b, c = rng.standard_normal((3, 63))
+    for rate in (20.0, 120.0):
+        tk = (5 + np.arange(CLIP_M)) / rate
+        clips = rng.standard_normal((1, CLIP_M, 263))
+        clips[0, :, sl["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+        x = clip_input(clips, rate, data.SMPL22)[0]                          # (m - 2, 4 + 63 * 3)
+        assert x.shape == (CLIP_M - 2, 4 + 3 * 63)
+        np.testing.assert_allclose(x[:, :4], clips[0, 2:, :4], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(x[:, 4:67], clips[0, 2:, sl["ric"]], rtol=1e-5, atol=1e-5)
+        vel = a * (tk[2:, None] + tk[1:-1, None]) + b
+        np.testing.assert_allclose(x[:, 67:130], vel, rtol=1e-4, atol=1e-4 * rate)
+        np.testing.assert_allclose(x[:, 130:], np.broadcast_to(2 * a, (CLIP_M - 2, 63)), atol=2e-6 * rate ** 2)
+
+
+def test_tiny_clip_encoders_reload(splits, tmp_path):
+    train, test = splits
+    payload = train_clip_encoders(train, (20.0, 120.0), steps=2, batch=8, log=lambda s: None)
+    path = str(tmp_path / "clip.pt")
+    save_atomic(payload, path)
+    ce, again = ClipEvaluator(payload, train.skeleton), ClipEvaluator(torch.load(path, weights_only=True), train.skeleton)
+    for rate in (20.0, 120.0):
+        clips = real_clips(test, clip_plan(test, rate, 3, np.random.default_rng(0)), rate)
+        emb = ce.embed(clips, rate)
+        assert emb.shape == (len(clips), 32) and np.isfinite(emb).all()
+        np.testing.assert_array_equal(again.embed(clips, rate), emb)
+
+
+@pytest.mark.parametrize("flag", ["--ckpt", "--clip-fid"])
+def test_missing_checkpoint_is_one_error_line(flag, tmp_path):
+    missing = str(tmp_path / "nope.pt")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), flag, missing], capture_output=True, text=True,
+                       cwd=str(tmp_path), timeout=120)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: checkpoint {missing} not found"
+    with pytest.raises(data.DataError, match="not found"):                # what --mre calls
+        mre_of(missing)
