@@ -34,7 +34,7 @@ class INRConfig:
     hidden: int = 512             # H: MLP width
     n_blocks: int = 4             # residual blocks of two layers: 1 + 2*4 + 1 = 10 linear layers (paper: ~9)
     time_enc: str = "codebook"    # none | sinusoidal | codebook (seed ablation, DESIGN.md §1)
-    n_freqs: int = 10             # Fourier octaves 1, 2, 4 ... 512 cycles per unit of time
+    n_freqs: int = 10             # Fourier octaves sin(2^k pi t): 0.5, 1, 2 ... 256 cycles per unit of time
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)

@@ -51,6 +51,7 @@ parser.add_argument("--latent-dim", type=int, default=256, help="Z (paper: 256)"
 parser.add_argument("--hidden", type=int, default=256, help="decoder width (paper-scale: 512)")
 parser.add_argument("--blocks", type=int, default=3, help="residual blocks of 2 layers (paper-scale: 4)")
 parser.add_argument("--kl-weight", type=float, default=1e-4, help="lambda_KL (paper: 1e-4)")
+parser.add_argument("--n-freqs", type=int, default=10, help="Fourier octaves of the time encoding (10: up to 256 cycles per sequence)")
 parser.add_argument("--time-enc", default="codebook", choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
@@ -203,7 +204,7 @@ if __name__ == "__main__":
                      f"this dataset has {len(train_set)} of width {D}")
     else:
         cfg = nerm.INRConfig(feature_dim=D, num_sequences=len(train_set), latent_dim=args.latent_dim,
-                             hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
+                             hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc, n_freqs=args.n_freqs,
                              variational=not args.no_variational, kl_weight=args.kl_weight)
     model = nerm.NeRM(cfg).to(device)
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
