@@ -604,15 +604,19 @@ def _statistics(data_dir, skeleton, train, name):
     return allx.mean(0), group_std(allx.std(0), skeleton)
 
 
-def resample(x, fps, new_fps):
-    """Linearly interpolate rows (T, D) sampled at fps onto a grid at new_fps covering the same duration."""
-    duration = (len(x) - 1) / fps
-    t = np.arange(int(np.floor(duration * new_fps + 1e-6)) + 1) / new_fps
+def interpolate(x, fps, t):
+    """Rows of x (T, D) sampled at fps, read at times t (any shape, seconds) by linear interpolation -> t.shape + (D,)."""
     pos = t * fps
     k0 = np.minimum(np.floor(pos).astype(int), len(x) - 1)
     k1 = np.minimum(k0 + 1, len(x) - 1)
-    w = (pos - k0)[:, None].astype(np.float32)
+    w = (pos - k0)[..., None].astype(np.float32)
     return x[k0] * (1 - w) + x[k1] * w
+
+
+def resample(x, fps, new_fps):
+    """Linearly interpolate rows (T, D) sampled at fps onto a grid at new_fps covering the same duration."""
+    duration = (len(x) - 1) / fps
+    return interpolate(x, fps, np.arange(int(np.floor(duration * new_fps + 1e-6)) + 1) / new_fps)
 
 
 # ----------------------------------------------------------------------------------------------

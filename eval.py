@@ -170,8 +170,6 @@ def mean_ci(values):
     return float(v.mean()), float(1.96 * v.std() / np.sqrt(len(v)))
 
 
-
-
 # ---- the evaluator: motion and text encoders (T2M), an action recognizer; trained on real motions ----
 
 def to_eval_rate(x, fps):
@@ -370,14 +368,9 @@ def clip_plan(ms, rate, per_seq, rng, m=CLIP_M):
 
 
 def cut_clips(x, fps, rate, starts, m=CLIP_M):
-    """(K, m, D) clips of one native sequence x (T, D): frames c .. c+m-1 of its grid at `rate`, interpolated
-    linearly between native frames exactly as data.resample(x, fps, rate)[c:c + m]."""
-    t = (starts[:, None] + np.arange(m)[None]) / rate                    # (K, m) seconds
-    pos = t * fps
-    k0 = np.minimum(np.floor(pos).astype(int), len(x) - 1)
-    k1 = np.minimum(k0 + 1, len(x) - 1)
-    w = (pos - k0)[..., None].astype(np.float32)
-    return x[k0] * (1 - w) + x[k1] * w
+    """(K, m, D) clips of one native sequence x (T, D): frames c .. c+m-1 of its grid at `rate`, i.e.
+    data.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need."""
+    return data.interpolate(x, fps, (starts[:, None] + np.arange(m)[None]) / rate)   # (K, m) seconds -> (K, m, D)
 
 
 def real_clips(ms, plan, rate, via_fps=None):
