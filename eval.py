@@ -68,7 +68,7 @@ import data
 import nerm
 from sample import Stage1
 from train_diffusion import stage1_payload
-from train_inr import EVAL_FPS, evaluate_mre, load_checkpoint, save_atomic
+from train_inr import EVAL_FPS, evaluate_mre, fit_heldout_latents, load_checkpoint, load_weights_only, save_atomic
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
@@ -324,10 +324,7 @@ def load_payload(path, kind, names):
     """An evaluator file, checked to be of this kind and trained on these train sequences; None when absent."""
     if not os.path.exists(path):
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: name it
-        raise data.DataError(f"{path}: not a readable evaluator file ({type(e).__name__})") from None
+    payload = load_weights_only(path, "evaluator file")
     if not isinstance(payload, dict) or payload.get("kind") != kind:
         raise data.DataError(f"{path}: not a {kind} file")
     if payload["names"] != list(names):
@@ -606,7 +603,7 @@ def stage2_tables(args):
 # ---- stage 1: MRE and clip-FID by framerate ----
 
 def mre_of(path, actions=None, max_seqs=64, seed=0):
-    """(n, {"mre"|"local": {fps: metres}}) of a stage-1 checkpoint on its val sequences, as train_inr.py."""
+    """(n, fps mode, {"mre"|"local": {fps: metres}}) of a stage-1 checkpoint on its val sequences, as train_inr.py."""
     ckpt = load_checkpoint(path, stage=1)
     a = ckpt["args"]
     data_dir = a["data_dir"] or os.path.join("data", a["data"])
@@ -616,9 +613,9 @@ def mre_of(path, actions=None, max_seqs=64, seed=0):
     cfg = nerm.INRConfig(**ckpt["model_args"])
     model = nerm.NeRM(cfg)
     model.load_state_dict(ckpt["model"])
-    return len(keep), evaluate_mre(model.decoder, fit.subset(keep), gt.subset(keep), len(keep), cfg,
-                                   ckpt["mean"].numpy(), ckpt["std"].numpy(), a["fit_steps"], a["clip_len"], "cpu",
-                                   ckpt["time_norm"], seed=seed)
+    out = evaluate_mre(model.decoder, fit.subset(keep), gt.subset(keep), len(keep), cfg, ckpt["mean"].numpy(),
+                       ckpt["std"].numpy(), a["fit_steps"], a["clip_len"], "cpu", ckpt["time_norm"], seed=seed)
+    return len(keep), a["fps_mode"], out
 
 
 def compare_mre(args):
@@ -626,8 +623,7 @@ def compare_mre(args):
     print("| checkpoint | fps mode | error | " + " | ".join(f"@{f}" for f in EVAL_FPS) + " |")
     print("|---|---|---|" + "---|" * len(EVAL_FPS))
     for path in args.mre:
-        n, out = mre_of(path, args.actions and args.actions.split(","), args.max_seqs, args.seed)
-        mode = load_checkpoint(path, stage=1)["args"]["fps_mode"]
+        n, mode, out = mre_of(path, args.actions and args.actions.split(","), args.max_seqs, args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({n} seqs) | {mode} | {name} | " + " | ".join(f"{out[kind][f]:.4f}" for f in EVAL_FPS) + " |")
 
@@ -649,16 +645,9 @@ def clip_sources(path, val, args):
     fit_set = data.load_dataset(args.data, args.data_dir or os.path.join("data", args.data), "val", a["fps_mode"])
     assert fit_set.names == val.names
     sampler = data.ClipSampler(fit_set, stage1.mean, stage1.std, time_norm=stage1.time_norm)
-    g = torch.Generator().manual_seed(args.seed)
-
-    def sample_clip():
-        k = torch.randint(0, len(fit_set), (64,), generator=g)
-        x, t, s, _ = sampler.sample(k, a["clip_len"], generator=g)
-        return k, t, s, x
-
     # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all 211)
-    z_fit = nerm.fit_latents(stage1.decoder, sample_clip, len(fit_set), stage1.cfg.latent_dim,
-                             steps=a["fit_steps"] * max(1, round(len(fit_set) / 64)), kl_weight=stage1.cfg.kl_weight)
+    z_fit = fit_heldout_latents(stage1.decoder, sampler, len(fit_set), stage1.cfg,
+                                a["fit_steps"] * max(1, round(len(fit_set) / 64)), a["clip_len"], seed=args.seed)
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
     cov = torch.cov(mu.T) + (torch.diag(ckpt["model"]["latents.logvar"].double().exp().mean(0))
@@ -732,7 +721,7 @@ def run_ablations(args):
             raise data.DataError(f"training the {name} variant failed (above); rerun to resume")
         print(f"  {name}: {time.time() - t1:.0f} s", flush=True)
     t1 = time.time()
-    mre = {name: mre_of(path, seed=args.seed)[1] for name, path in paths.items()}
+    mre = {name: mre_of(path, seed=args.seed)[2] for name, path in paths.items()}
     cf = clip_fids(list(paths.values()), args)
     print(f"evaluated in {time.time() - t1:.0f} s: MRE (m) on 64 val sequences; clip-FID mean ± 1.96 σ/√R")
 

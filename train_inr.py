@@ -98,14 +98,19 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
+def load_weights_only(path, what):
+    """torch.load(weights_only=True) of an existing file; DataError naming it when it is truncated or foreign."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: torch raises many types; name the file
+        raise data.DataError(f"{path}: not a readable {what} ({type(e).__name__})") from None
+
+
 def load_checkpoint(path, stage):
     """Load a checkpoint safely (weights_only) and check it is the expected stage; DataError otherwise."""
     if not os.path.exists(path):
         raise data.DataError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: torch raises many types; name the file
-        raise data.DataError(f"{path}: not a readable nerm checkpoint ({type(e).__name__})") from None
+    ckpt = load_weights_only(path, "nerm checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
         found = ckpt.get("stage") if isinstance(ckpt, dict) else None
         raise data.DataError(f"{path}: expected a stage-{stage} checkpoint, found {found or 'something else'}")
@@ -128,6 +133,19 @@ def open_dataset(args, split, fps_mode):
     return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
 
 
+def fit_heldout_latents(decoder, sampler, n, cfg, steps, m, device="cpu", seed=0):
+    """Latents (n, Z) of the first n sequences of a ClipSampler, decoder frozen: clips of m frames drawn as
+    in training, 64 per step (auto-decoder inference)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sample_clip():
+        k = torch.randint(0, n, (64,), generator=g)
+        x, t, s, _ = sampler.sample(k, m, generator=g)
+        return k.to(device), t.to(device), s.to(device), x.to(device)
+
+    return nerm.fit_latents(decoder, sample_clip, n, cfg.latent_dim, steps=steps, kl_weight=cfg.kl_weight)
+
+
 def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, time_norm=True,
                  fps_list=EVAL_FPS, seed=0, compiled=None):
     """MRE (metres) at each framerate on n held-out sequences whose latents are fitted, decoder frozen.
@@ -139,16 +157,9 @@ def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, devi
     compiled: nerm.compile_decoder(decoder), used for the decoding (fit_latents trains z through decoder).
     """
     n = min(n, len(gt_set))
-    g = torch.Generator().manual_seed(seed)
     fit = data.ClipSampler(fit_set, mean, std, time_norm=time_norm)
     gt = data.ClipSampler(gt_set, mean, std, time_norm=time_norm)
-
-    def sample_clip():
-        k = torch.randint(0, n, (64,), generator=g)
-        x, t, s, _ = fit.sample(k, m, generator=g)
-        return k.to(device), t.to(device), s.to(device), x.to(device)
-
-    z = nerm.fit_latents(decoder, sample_clip, n, cfg.latent_dim, steps=fit_steps, kl_weight=cfg.kl_weight)
+    z = fit_heldout_latents(decoder, fit, n, cfg, fit_steps, m, device, seed)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
     out = {"mre": {}, "local": {}}
     for f in fps_list:
