@@ -66,9 +66,6 @@ import torch.nn.functional as F
 
 import data
 import nerm
-from sample import Stage1
-from train_diffusion import stage1_payload
-from train_inr import EVAL_FPS, evaluate_mre, fit_heldout_latents, load_checkpoint, load_weights_only, save_atomic
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
@@ -92,9 +89,55 @@ parser.add_argument("--clips-per-seq", type=int, default=8, help="clip-FID: clip
 parser.add_argument("--ablations", action="store_true", help="train the stage-1 ablation variants and print the tables")
 parser.add_argument("--ablation-steps", type=int, default=3000, help="training steps of each ablation variant")
 parser.add_argument("--ablation-dir", default="runs/ablations", help="where the ablation checkpoints go")
+EVAL_FPS = (20, 40, 60, 100, 120)  # the paper's framerate columns
 EVAL_RATE, MAX_FRAMES = 20.0, 196   # the standard evaluators see 20 fps, at most 196 frames
 CLIP_M = 32                         # clip-FID: frames per clip at every rate, as the INR's training clips
 R_PRECISION_BATCH = 32              # T2M: R-precision ranks each text among 32 motions
+
+
+# ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
+
+def fit_heldout_latents(decoder, ms, n, steps, m, seed=0):
+    """Latents (n, Z) of the first n sequences of MotionSet ms, decoder frozen (auto-decoder inference):
+    clips of m frames drawn as in training, 64 per step."""
+    sampler = data.ClipSampler(ms, decoder.mean.cpu().numpy(), decoder.std.cpu().numpy())
+    g, dev = torch.Generator().manual_seed(seed), decoder.mean.device
+
+    def sample_clip():
+        k = torch.randint(0, n, (64,), generator=g)
+        x, t, s, _ = sampler.sample(k, m, generator=g)
+        return k.to(dev), t.to(dev), sampler.duration[k].to(dev), s.to(dev), x.to(dev)
+
+    return nerm.fit_latents(decoder, sample_clip, n, steps=steps)
+
+
+def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, seed=0, compiled=None):
+    """MRE (metres) at each framerate on the first n held-out sequences, their latents fitted with the decoder frozen.
+
+    fit_set: what the model may see of them (at its training's fps mode); gt_set: the same sequences at their
+    native rate. Each is decoded by nerm.decode for the duration it was fitted on, and compared with the
+    native ground truth read at the same instants; both go through the same joint recovery. Returns
+    {"mre": {fps: global error}, "local": {fps: error with both roots at the origin}}: the global error
+    includes the drift of the integrated root velocity, the local one is the pose alone.
+    compiled: nerm.compile_decoder(decoder), used for decoding (fitting trains z through decoder).
+    """
+    n = min(n, len(gt_set))
+    assert fit_set.names[:n] == gt_set.names[:n]
+    z = fit_heldout_latents(decoder, fit_set, n, fit_steps, m, seed)
+    seconds = fit_set.durations()[:n]
+    out = {"mre": {}, "local": {}}
+    for f in fps_list:
+        x_hat = nerm.decode(compiled or decoder, z, f, torch.from_numpy(seconds).float()).cpu().numpy()  # (n, T, D)
+        errs, local = [], []
+        for i in range(n):
+            t = np.arange(nerm.num_frames(f, seconds[i])) / f                          # (T_i,) seconds
+            x_gt = data.interpolate(gt_set.features[i], gt_set.fps[i], t)            # (T_i, D) per second
+            j_gt = data.features_to_joints(data.features_per_frame(x_gt, f), gt_set.skeleton)
+            j_hat = data.features_to_joints(data.features_per_frame(x_hat[i, :len(t)], f), gt_set.skeleton)
+            errs.append(np.linalg.norm(j_gt - j_hat, axis=-1).mean())
+            local.append(np.linalg.norm((j_gt - j_gt[:, :1]) - (j_hat - j_hat[:, :1]), axis=-1).mean())
+        out["mre"][f], out["local"][f] = float(np.mean(errs)), float(np.mean(local))
+    return out
 
 
 # ---- T2M metrics (DESIGN §3): evaluator embeddings in (numpy), floats out ----

@@ -11,11 +11,13 @@ All model parts live here:
 Shape letters, used in every comment below:
   B batch of sequences, M timestamps per sequence (a clip), D pose feature width (263 for HumanML3D),
   Z latent width, F time-encoding width, H hidden width, C codebook entries, N training sequences;
-  stage 2: k diffusion step, L caption words, d model width, M the tokens the denoiser reads z into.
+  stage 2: k diffusion step, L caption words, d model width, Q the tokens the denoiser reads z into.
 """
 import math
+import os
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -28,18 +30,22 @@ import torch.nn.functional as F
 
 @dataclass
 class INRConfig:
+    """Stage 1. The defaults are the model the quick start trains (train_inr.py takes its flags' defaults
+    from here); the paper's is wider (hidden 512, n_blocks 4)."""
     feature_dim: int = 263        # D: pose features per frame (HumanML3D layout)
     num_sequences: int = 1        # N: one Gaussian per training sequence
     latent_dim: int = 256         # Z: the paper's latent size
-    hidden: int = 512             # H: MLP width
-    n_blocks: int = 4             # residual blocks of two layers: 1 + 2*4 + 1 = 10 linear layers (paper: ~9)
-    time_enc: str = "codebook"    # none | sinusoidal | codebook (seed ablation, DESIGN.md §1)
+    hidden: int = 256             # H: MLP width (paper-scale: 512)
+    n_blocks: int = 3             # residual blocks of two layers (paper-scale: 4, i.e. 1 + 2*4 + 1 = 10 layers)
+    time_enc: str = "codebook"    # none | sinusoidal | codebook: the paper's time-encoding ablation
     n_freqs: int = 10             # Fourier octaves sin(2^k pi t): 0.5, 1, 2 ... 256 cycles per unit of time
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
     kl_weight: float = 1e-4       # lambda_KL of the paper
     init_logvar: float = -4.0     # start with small posterior noise so the decoder can learn first
+    time_norm: bool = True        # time divided by the sequence's duration (paper's "time normalization")
+    max_fps: float = 120.0        # the highest clip rate seen in training: a higher request is told this one
 
 
 class TimeEncoding(nn.Module):
@@ -56,7 +62,7 @@ class TimeEncoding(nn.Module):
         self.out_dim = 1 if self.kind == "none" else fourier_dim
         if self.kind == "codebook":
             # CoCo-INR style: the Fourier features query a learned codebook (cross-attention) and the
-            # attended vector is concatenated with them (DESIGN.md §1)
+            # attended vector is concatenated with them (the paper's codebook time encoding, after CoCo-INR)
             self.codebook = nn.Parameter(torch.randn(cfg.codebook_size, cfg.codebook_dim) / math.sqrt(cfg.codebook_dim))
             self.query = nn.Linear(fourier_dim, cfg.codebook_dim)
             self.key = nn.Linear(cfg.codebook_dim, cfg.codebook_dim, bias=False)
@@ -120,10 +126,15 @@ class ResBlock(nn.Module):
 
 
 class INRDecoder(nn.Module):
-    """f_theta(z, gamma(t), s) -> pose features: a residual MLP applied to every (sequence, timestamp) pair."""
+    """f_theta(z, gamma(t), s) -> pose features: a residual MLP applied to every (sequence, timestamp) pair.
+
+    The decoder carries everything needed to use it: its config (how time is normalized, the rates it was
+    trained on) and the feature statistics (buffers mean/std, filled by the trainer), so decode() below is
+    the only place where its input and output are converted."""
 
     def __init__(self, cfg):
         super().__init__()
+        self.cfg = cfg
         self.time_enc = TimeEncoding(cfg)
         # the first layer is split by input so z's part is computed once per sequence, not once per timestamp
         self.in_z = nn.Linear(cfg.latent_dim, cfg.hidden)
@@ -131,11 +142,19 @@ class INRDecoder(nn.Module):
         self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
+        # the train split's feature statistics (velocities per second): the decoder works in normalized units
+        self.register_buffer("mean", torch.zeros(cfg.feature_dim))
+        self.register_buffer("std", torch.ones(cfg.feature_dim))
 
-    def forward(self, z, t, fps):
-        """z (B, Z), t (B, M) time coordinates, fps (B,) clip framerates -> (B, M, D)."""
+    def forward(self, z, t, duration, fps):
+        """z (B, Z), t (B, M) seconds from the sequence's start, duration (B,) seconds, fps (B,) the clip's
+        framerate -> (B, M, D) normalized features."""
+        if self.cfg.time_norm:
+            t = t / duration[:, None]                            # the whole sequence spans [0, 1] (paper)
         gamma = self.time_enc(t)                                 # (B, M, F)
-        # the decoder is told the clip's framerate (paper); log scale so 20 -> 0, 120 -> 0.78
+        # the decoder is told the clip's framerate (paper), never above the highest it saw in training;
+        # log scale so 20 -> 0, 120 -> 0.78
+        fps = fps.clamp(max=self.cfg.max_fps)
         s = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
         for block in self.blocks:
@@ -152,29 +171,30 @@ class NeRM(nn.Module):
         self.latents = LatentTable(cfg)
         self.decoder = INRDecoder(cfg)
 
-    def forward(self, idx, t, fps, target=None):
-        """Decode clips of sequences idx (B,) at times t (B, M); with target (B, M, D) also return the loss.
+    def forward(self, idx, t, duration, fps, target):
+        """Clips of sequences idx (B,) at times t (B, M) seconds, their durations (B,) and rates fps (B,),
+        against target (B, M, D) normalized features -> (x_hat, loss, recon, prior).
 
         L^i = ||x_hat - x||^2 + lambda_KL KL(N(mu_i, Sigma_i) || N(0, I))   (paper, stage 1)
         The reconstruction term is a mean over frames and channels of the normalized features, the KL a
         mean over the batch of its sum over latent dims.
         """
         z, prior = self.latents(idx, sample=self.training)
-        x_hat = self.decoder(z, t, fps)
-        if target is None:
-            return x_hat
+        x_hat = self.decoder(z, t, duration, fps)
         recon = F.mse_loss(x_hat, target)
         prior = prior.mean()
         return x_hat, recon + self.cfg.kl_weight * prior, recon, prior
 
 
-def fit_latents(decoder, sample_clip, n, latent_dim, steps=200, lr=0.03, kl_weight=1e-4, generator=None):
+def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
     """Auto-decoder inference: find z for n new sequences with the decoder frozen.
 
-    sample_clip() -> (k (B,) which of the n sequences, t (B, M), fps (B,), x (B, M, D)) draws training-like
-    clips from the new sequences. Only z (n, Z) is optimized, under the same N(0, I) prior as training.
+    sample_clip() -> (k (B,) which of the n sequences, t (B, M) seconds, duration (B,), fps (B,),
+    x (B, M, D) normalized features) draws training-like clips from the new sequences. Only z (n, Z) is
+    optimized, under the same N(0, I) prior (and weight) as training.
     """
-    z = torch.zeros(n, latent_dim, device=next(decoder.parameters()).device, requires_grad=True)
+    cfg = decoder.cfg
+    z = torch.zeros(n, cfg.latent_dim, device=decoder.mean.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=lr)
     was_training = decoder.training
     decoder.eval()
@@ -182,8 +202,8 @@ def fit_latents(decoder, sample_clip, n, latent_dim, steps=200, lr=0.03, kl_weig
         p.requires_grad_(False)
     try:
         for _ in range(steps):
-            k, t, fps, x = sample_clip()
-            loss = F.mse_loss(decoder(z[k], t, fps), x) + kl_weight * 0.5 * z[k].pow(2).sum(-1).mean()
+            k, t, duration, fps, x = sample_clip()
+            loss = F.mse_loss(decoder(z[k], t, duration, fps), x) + cfg.kl_weight * 0.5 * z[k].pow(2).sum(-1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -194,28 +214,46 @@ def fit_latents(decoder, sample_clip, n, latent_dim, steps=200, lr=0.03, kl_weig
     return z.detach()
 
 
-@torch.no_grad()
-def decode(decoder, z, t, fps, chunk=8192, row=256, dtype=None):
-    """Decode z (B, Z) at times t (B, M) -> (B, M, D), at most `chunk` (sequence, timestamp) pairs at a time.
+def num_frames(fps, seconds):
+    """Frames of a motion of `seconds` at `fps`: k/fps for k = 0 .. floor(seconds * fps)."""
+    return int(math.floor(seconds * fps + 1e-6)) + 1
 
-    The pairs are cut into rows of `row` timestamps (each sequence's last row padded) and the rows decoded
-    in groups of 1, 2, 4 ... chunk // row of them. Those few shapes are all the decoder ever sees, so a
-    compiled one (compile_decoder) is compiled at most log2(chunk / row) + 1 times, whatever the fps,
-    duration or batch. dtype=torch.bfloat16 runs the decoder under autocast (fp32 output).
+
+@torch.no_grad()
+def decode(decoder, z, fps, seconds, chunk=8192, row=256, dtype=None):
+    """Any fps, any duration: latents z (B, Z) -> features (B, T, D) in real units (velocities per second).
+
+    The one decoding path of the project (train_inr.py's held-out MRE, sample.py, eval.py): frame k is at
+    exactly k / fps seconds, k = 0 .. T-1 with T = num_frames(fps, seconds), so the last frame falls at
+    `seconds` or less than one frame interval before it; `seconds` is also the duration the decoder's time
+    normalization divides by. seconds: a float, or (B,) floats for sequences of different lengths, each
+    then valid on its first num_frames(fps, seconds_i) rows (the rest is padding). decoder may be
+    compile_decoder(...)'s output; dtype=torch.bfloat16 runs it under autocast (fp32 output).
+
+    The (sequence, timestamp) pairs are decoded at most `chunk` at a time: cut into rows of `row`
+    timestamps (each sequence's last row padded), the rows decoded in groups of 1, 2, 4 ... chunk // row.
+    Those few shapes are all the decoder ever sees, so a compiled one is compiled at most
+    log2(chunk / row) + 1 times, whatever the fps, duration or batch.
     """
-    B, M = t.shape
+    dev = decoder.mean.device
+    B = z.shape[0]
+    seconds = torch.as_tensor(seconds, dtype=torch.float32, device=dev).expand(B)
+    M = num_frames(fps, float(seconds.max()))
+    t = (torch.arange(M, device=dev, dtype=torch.float64) / fps).float().expand(B, M)  # (B, M) seconds
     row = min(row, chunk)
     R = -(-M // row)                                             # rows per sequence
     t = F.pad(t, (0, R * row - M)).reshape(B * R, row)           # (B, R*row) -> (B*R, row); pad t = 0
-    z = z.repeat_interleave(R, 0)                                # (B*R, Z): each row carries its z...
-    fps = fps.expand(B).repeat_interleave(R, 0)                  # (B*R,)  ...and its framerate
+    z = z.repeat_interleave(R, 0)                                # (B*R, Z): each row carries its z,
+    dur = seconds.repeat_interleave(R, 0)                        # (B*R,)   its sequence's duration
+    rate = torch.full((B * R,), float(fps), device=dev)          # (B*R,)   and the framerate
     outs, i, most = [], 0, max(1, chunk // row)
-    with torch.autocast(t.device.type, dtype=dtype or torch.float32, enabled=dtype not in (None, torch.float32)):
+    with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype not in (None, torch.float32)):
         while i < len(t):
             n = min(most, 1 << ((len(t) - i).bit_length() - 1))  # the largest power of two that is left
-            outs.append(decoder(z[i:i + n], t[i:i + n], fps[i:i + n]).float())  # (n, row, D)
+            outs.append(decoder(z[i:i + n], t[i:i + n], dur[i:i + n], rate[i:i + n]).float())  # (n, row, D)
             i += n
-    return torch.cat(outs).reshape(B, R * row, -1)[:, :M]       # (B*R, row, D) -> (B, M, D)
+    x = torch.cat(outs).reshape(B, R * row, -1)[:, :M]          # (B*R, row, D) -> (B, M, D)
+    return x * decoder.std + decoder.mean
 
 
 def compile_decoder(decoder):
@@ -270,10 +308,6 @@ class Vocab:
     def to_list(self):
         return list(self.words)  # a plain list of str: loads with torch.load(weights_only=True)
 
-    @classmethod
-    def from_list(cls, words):
-        return cls(words)
-
     def __len__(self):
         return len(self.words)
 
@@ -289,9 +323,6 @@ class Vocab:
         for b, i in enumerate(ids):
             out[b, :len(i)] = torch.tensor(i)
         return out
-
-    def decode(self, ids):
-        return " ".join(self.words[i] for i in ids.tolist() if i != self.PAD)
 
 
 class TextEncoder(nn.Module):
@@ -327,40 +358,40 @@ def sinusoidal(x, dim, max_period=10000.0):
 
 
 class Denoiser(nn.Module):
-    """Transformer over [k token, duration token, M tokens read from z_k], cross-attending to the condition."""
+    """Transformer over [k token, duration token, Q tokens read from z_k], cross-attending to the condition."""
 
     def __init__(self, config):
         super().__init__()
-        d, self.M, self.d = config.d_model, config.latent_tokens, config.d_model
+        d, self.Q, self.d = config.d_model, config.latent_tokens, config.d_model
         # every token reads all of z_k and the read-out sees all tokens, so a condition vector (the same
-        # in every token) maps linearly onto any z; with z cut into M pieces, each piece had to decode its
+        # in every token) maps linearly onto any z; with z cut into Q pieces, each piece had to decode its
         # own part of the class mean from it and sampled classes came out wrong after minutes of training
-        self.z_in = nn.Linear(config.latent_dim, self.M * d)
+        self.z_in = nn.Linear(config.latent_dim, self.Q * d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.dur_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.pos = nn.Parameter(torch.randn(1, self.M + 2, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, self.Q + 2, d) * 0.02)
         layer = nn.TransformerDecoderLayer(d, config.n_heads, 4 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerDecoder(layer, config.n_layers)
-        self.z_out = nn.Linear(self.M * d, config.latent_dim)  # no final LayerNorm: keeps z_k's scale
+        self.z_out = nn.Linear(self.Q * d, config.latent_dim)  # no final LayerNorm: keeps z_k's scale
         nn.init.zeros_(self.z_out.weight)  # so the network starts as the Gaussian eps below
         nn.init.zeros_(self.z_out.bias)
         # for z_0 ~ N(0, I) (what set_latent_stats aims at) the optimal eps is sqrt(1 - abar_k) z_k: the
-        # network only learns the correction. Still the eps-objective of DESIGN §1; without this term
+        # network only learns the correction. Still the paper's eps-objective; without this term
         # the eps error at high noise, magnified 1/sqrt(abar_k) ~ 150x in the predicted z_0, sent DDIM astray
         skip = ddpm_schedule(config.beta1, config.beta2, config.timesteps)["sqrt_one_minus_alpha_bar"]
         self.register_buffer("skip", skip.float(), persistent=False)
 
     def forward(self, z, k, cond, cond_mask, duration):
         B = z.shape[0]
-        zt = self.z_in(z).view(B, self.M, self.d)                       # (B, Z) -> (B, M, d)
+        zt = self.z_in(z).view(B, self.Q, self.d)                       # (B, Z) -> (B, Q, d)
         kt = self.time_mlp(sinusoidal(k, self.d))[:, None]              # (B, 1, d)
         # log-duration, so 2 s vs 4 s differs as much as 5 s vs 10 s; x100 spreads ~[-1, 3] over the
         # frequencies the way timesteps 0..999 are spread
         dt = self.dur_mlp(sinusoidal(100 * torch.log(duration), self.d))[:, None]  # (B, 1, d)
-        x = torch.cat([kt, dt, zt], dim=1) + self.pos                   # (B, M+2, d)
+        x = torch.cat([kt, dt, zt], dim=1) + self.pos                   # (B, Q+2, d)
         x = self.blocks(x, cond, memory_key_padding_mask=cond_mask)     # cross-attends to (B, L, d)
-        return self.skip[k, None] * z + self.z_out(x[:, 2:].reshape(B, -1))  # (B, M*d) -> (B, Z)
+        return self.skip[k, None] * z + self.z_out(x[:, 2:].reshape(B, -1))  # (B, Q*d) -> (B, Z)
 
 # ----------------------------------------------------------------------------------------------
 # DDPM (Ho et al. 2020) on z, with classifier-free guidance (Ho & Salimans 2022)
@@ -393,7 +424,7 @@ class DiffusionConfig:
     d_model: int = 128         # 128 trains in minutes on 2 CPU cores; 256 costs ~2x per step (GPU: use 256+)
     n_layers: int = 4          # denoiser blocks (self-attention, cross-attention, MLP)
     n_heads: int = 4
-    latent_tokens: int = 8     # M: tokens the denoiser reads z_k into
+    latent_tokens: int = 8     # Q: tokens the denoiser reads z_k into
     text_layers: int = 2
     max_words: int = 32
     timesteps: int = 1000      # T
@@ -417,7 +448,7 @@ class LatentDiffusion(nn.Module):
         d = config.d_model
         if config.cond == "text":
             assert config.vocab, "cond='text' needs DiffusionConfig(vocab=Vocab.build(captions).to_list())"
-            self.vocab = Vocab.from_list(config.vocab)
+            self.vocab = Vocab(config.vocab)
             self.text_encoder = TextEncoder(config)
         elif config.cond == "action":
             assert config.num_actions > 0, "cond='action' needs num_actions"
@@ -466,8 +497,9 @@ class LatentDiffusion(nn.Module):
         """z_k = sqrt(abar_k) z_0 + sqrt(1 - abar_k) eps   (Ho et al. eq. 4)."""
         return self.sqrt_alpha_bar[k, None] * z0 + self.sqrt_one_minus_alpha_bar[k, None] * noise
 
-    def loss(self, z0, cond, duration):
-        """Algorithm 1: E ||eps - eps_phi(z_k, k, c)||^2. cond: B captions, (B,) action ids or None."""
+    def forward(self, z0, cond, duration):
+        """The training loss, Algorithm 1: E ||eps - eps_phi(z_k, k, c)||^2. cond: B captions, (B,) action ids
+        or None. (forward, so that DistributedDataParallel, which syncs what runs through it, can wrap it.)"""
         B = z0.shape[0]
         duration = torch.as_tensor(duration, dtype=torch.float32, device=z0.device).expand(B)
         z0 = (z0 - self.z_mean) / self.z_std
@@ -478,14 +510,10 @@ class LatentDiffusion(nn.Module):
             c, mask = self.drop_condition(c, mask, torch.rand(B, device=z0.device) < self.config.cond_drop)
         return F.mse_loss(self.denoiser(self.q_sample(z0, k, noise), k, c, mask, duration), noise)
 
-    def forward(self, z0, cond, duration):
-        """The training objective (so DistributedDataParallel, which syncs what runs through forward, wraps it)."""
-        return self.loss(z0, cond, duration)
-
     # ---- sampling ----
 
     def guided_eps(self, z, k, cond, mask, duration, guidance):
-        """eps_hat = r eps(c) + (1 - r) eps(null) = uncond + r (cond - uncond)   (DESIGN §1)."""
+        """eps_hat = r eps(c) + (1 - r) eps(null) = uncond + r (cond - uncond)   (paper, classifier-free guidance)."""
         if guidance == 1 or self.config.cond == "none":
             return self.denoiser(z, k, cond, mask, duration)  # one forward pass, no null branch
         B = z.shape[0]
@@ -540,6 +568,64 @@ class LatentDiffusion(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# Checkpoints: one file per stage, weights only (torch.load(weights_only=True) never runs code)
+# ----------------------------------------------------------------------------------------------
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unreadable or of the wrong kind: the message names the file."""
+
+
+def save_checkpoint(obj, path):
+    """torch.save to a temp file of this process's own, then rename: a crash never leaves a half-written
+    checkpoint, and two runs writing the same path never share a temp file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_file(path, what="nerm checkpoint"):
+    """torch.load(weights_only=True) of a file on the CPU; CheckpointError naming it when absent, truncated or foreign."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} {path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: torch raises many types; name the file
+        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__})") from None
+
+
+def load_checkpoint(path, stage):
+    """A stage-1 (train_inr.py) or stage-2 (train_diffusion.py) checkpoint dict; CheckpointError otherwise."""
+    ckpt = load_file(path)
+    if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
+        found = ckpt.get("stage") if isinstance(ckpt, dict) else None
+        raise CheckpointError(f"{path}: expected a stage-{stage} checkpoint, found {found or 'something else'}")
+    return ckpt
+
+
+def decoder_payload(ckpt):
+    """What a stage-2 checkpoint carries of the stage-1 checkpoint ckpt, so that sample.py needs nothing
+    else: the decoder's config and weights (its normalization buffers included) and the skeleton."""
+    decoder = {k[len("decoder."):]: v for k, v in ckpt["model"].items() if k.startswith("decoder.")}
+    return {"model_args": ckpt["model_args"], "decoder": decoder, "skeleton": ckpt["skeleton"]}
+
+
+def load_decoder(payload, device="cpu"):
+    """The INRDecoder of a decoder_payload(...), in eval mode."""
+    decoder = INRDecoder(INRConfig(**payload["model_args"])).to(device).eval()
+    decoder.load_state_dict(payload["decoder"])
+    return decoder
+
+
+# ----------------------------------------------------------------------------------------------
 # Self-check
 # ----------------------------------------------------------------------------------------------
 
@@ -548,10 +634,11 @@ if __name__ == "__main__":
     cfg = INRConfig(feature_dim=263, num_sequences=4, hidden=128, n_blocks=2)
     model = NeRM(cfg)
     idx = torch.tensor([0, 1, 2, 3])
-    t = torch.rand(4, 16)                       # (B, M) normalized times
+    t = torch.rand(4, 16)                       # (B, M) times in seconds
     fps = torch.tensor([20.0, 60.0, 100.0, 120.0])
     x = torch.randn(4, 16, 263)
-    x_hat, loss, recon, kl = model(idx, t, fps, x)
+    dur = torch.full((4,), 1.0)                 # (B,) sequence durations, s
+    x_hat, loss, recon, kl = model(idx, t, dur, fps, x)
     print(f"stage 1: t {tuple(t.shape)} -> x_hat {tuple(x_hat.shape)}, loss {loss.item():.4f}, "
           f"recon {recon.item():.4f}, KL {kl.item():.2f}")
     for kind in ("none", "sinusoidal", "codebook"):
@@ -561,11 +648,14 @@ if __name__ == "__main__":
     target = torch.sin(6.0 * t[:1, :, None] + torch.arange(263) * 0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for i in range(200):
-        _, loss, recon, _ = model(idx[:1], t[:1], fps[:1], target)
+        _, loss, recon, _ = model(idx[:1], t[:1], dur[:1], fps[:1], target)
         opt.zero_grad()
         loss.backward()
         opt.step()
     print(f"overfit one sequence: recon {recon.item():.5f} after 200 steps")
+    z = model.latents.mu[:2].detach()
+    for rate in (20, 120):                      # any fps, any duration: the same z at two rates
+        print(f"decode z {tuple(z.shape)} for 2.5 s at {rate:3d} fps -> {tuple(decode(model.decoder, z, rate, 2.5).shape)}")
     # stage 2: a few training steps and a 50-step DDIM sample for each kind of condition
     captions = ["A person walks forward, then turns left.", "someone jumps twice", "a man waves his hand"]
     vocab = Vocab.build(captions)
@@ -577,7 +667,7 @@ if __name__ == "__main__":
         c = [captions[i % 3] for i in range(64)] if cond == "text" else torch.randint(0, 12, (64,))
         opt = torch.optim.AdamW(diffusion.parameters(), lr=1e-4)
         for _ in range(3):
-            loss = diffusion.loss(z0, c if cond != "none" else None, torch.rand(64) * 8 + 1)
+            loss = diffusion(z0, c if cond != "none" else None, torch.rand(64) * 8 + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

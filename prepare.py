@@ -25,9 +25,7 @@ import csv
 import os
 import pickle
 import re
-import shutil
 import sys
-import tempfile
 from collections import Counter
 
 import numpy as np
@@ -169,7 +167,7 @@ def scale_text_times(line, factor):
         try:
             parts[-2], parts[-1] = (f"{float(t) * factor:g}" for t in parts[-2:])
         except ValueError:
-            pass                          # left as written: data._read_texts names the line when it is loaded
+            pass                          # left as written: data.read_texts names the line when it is loaded
     return "#".join(parts)
 
 
@@ -186,72 +184,21 @@ def sequence_features(joints, fps):
     return x, data.features_to_joints(x).astype(np.float32)
 
 
-class DatasetWriter:
-    """Writes sequences in the HumanML3D layout into a temporary folder next to out; finish() renames it there."""
+def _add(writer, sid, joints, fps, lines, action="", train=False):
+    """Features and recovered joints of one sequence into the data.DatasetWriter; False when it is dropped."""
+    if len(joints) < 2:                   # no feature row: a velocity needs two frames
+        writer.dropped.append(sid)
+        return False
+    x, rec = sequence_features(joints, fps)
+    return writer.add(sid, x, rec, fps, lines, action, train)
 
-    def __init__(self, out, force=False):
-        out = os.path.abspath(out)
-        if os.path.exists(out) and not force:
-            raise data.DataError(f"{out} already exists: choose another --out, or pass --force to replace it")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        self.out = out
-        self.tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".partial-", dir=os.path.dirname(out))
-        for sub in ("new_joint_vecs", "new_joints", "texts"):
-            os.makedirs(os.path.join(self.tmp, sub))
-        self.meta, self.dropped = [], []
-        self.n, self.sum, self.sumsq = 0, np.zeros(263), np.zeros(263)   # train statistics, per second
 
-    def add(self, sid, joints, fps, lines, action="", train=False):
-        """Write one sequence; False (and noted in .dropped) when it is under 2 frames or its features not finite."""
-        if len(joints) < 2:
-            self.dropped.append(sid)
-            return False
-        x, rec = sequence_features(joints, fps)
-        if not np.isfinite(x).all():      # degenerate poses (a bone exactly against its rest direction)
-            self.dropped.append(sid)
-            return False
-        np.save(os.path.join(self.tmp, "new_joint_vecs", sid + ".npy"), x)
-        np.save(os.path.join(self.tmp, "new_joints", sid + ".npy"), rec)
-        with open(os.path.join(self.tmp, "texts", sid + ".txt"), "w", encoding="utf-8") as f:
-            f.write("".join(line.rstrip("\n") + "\n" for line in lines))
-        self.meta.append((sid, fps, action))
-        if train:
-            xs = data.features_per_second(x, fps).astype(np.float64)
-            self.n, self.sum, self.sumsq = self.n + len(xs), self.sum + xs.sum(0), self.sumsq + (xs * xs).sum(0)
-        return True
-
-    def finish(self, splits):
-        """Write split files (ids not written are left out), meta.csv, Mean/Std; rename into place."""
-        written = {sid for sid, _, _ in self.meta}
-        for split, ids in splits.items():
-            with open(os.path.join(self.tmp, f"{split}.txt"), "w") as f:
-                f.write("".join(sid + "\n" for sid in ids if sid in written))
-        with open(os.path.join(self.tmp, "meta.csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "fps", "action"])
-            w.writerows(self.meta)
-        if self.n == 0:
-            raise data.DataError("no sequence of the train split was written: nothing to compute Mean/Std from")
-        mean = self.sum / self.n
-        std = np.sqrt(np.maximum(self.sumsq / self.n - mean ** 2, 0.0))
-        # stored per frame at the nominal 20 fps like HumanML3D's files, as data.write_dataset does
-        np.save(os.path.join(self.tmp, "Mean.npy"), data.features_per_frame(mean[None], 20.0)[0].astype(np.float32))
-        std = data.features_per_frame(data.group_std(std, data.SMPL22)[None], 20.0)[0]
-        np.save(os.path.join(self.tmp, "Std.npy"), std.astype(np.float32))
-        old = None
-        if os.path.exists(self.out):      # --force: move the old one aside first, so out is never half written
-            old = tempfile.mkdtemp(prefix=os.path.basename(self.out) + ".old-", dir=os.path.dirname(self.out))
-            os.replace(self.out, os.path.join(old, "x"))
-        os.replace(self.tmp, self.out)
-        if old:
-            shutil.rmtree(old)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:          # an error or ^C: leave nothing behind (out itself was never touched)
-            shutil.rmtree(self.tmp, ignore_errors=True)
+def _open_writer(args):
+    """The one writer of the layout (data.DatasetWriter) for --out; an existing --out only with --force."""
+    if os.path.exists(args.out) and not args.force:
+        raise data.DataError(f"{os.path.abspath(args.out)} already exists: choose another --out, or pass --force "
+                             "to replace it")
+    return data.DatasetWriter(args.out, data.SMPL22, force=args.force)
 
 
 def _read_lines(path):
@@ -308,13 +255,16 @@ def prepare_amass(args):
         except (KeyError, ValueError, TypeError, AttributeError):
             raise data.DataError(f"{index_path}: expected HumanML3D's columns "
                                  f"source_path,start_frame,end_frame,new_name") from None
+    for _, _, _, sid in rows:   # a name becomes a file under --out: no folders, no '..'
+        if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", sid) or ".." in sid:
+            raise data.DataError(f"{index_path}: new_name {sid!r} is not a plain file name")
     splits = {s: _read_lines(p) for s, p in split_paths.items()}
     train = set(splits["train"])
     by_source = {}
     for source, start, end, sid in rows:
         by_source.setdefault(source, []).append((start, end, sid))
     models, skipped = {}, Counter()
-    with DatasetWriter(args.out, args.force) as writer:
+    with _open_writer(args) as writer:
         for source, segments in tqdm(by_source.items(), desc="sources"):
             rel = source.replace("\\", "/").split("pose_data/", 1)[-1]
             ha12 = "humanact12" in source     # joint positions already (HumanML3D's humanact12.zip), whole files
@@ -344,8 +294,8 @@ def prepare_amass(args):
                     if not caps:
                         skipped["sequences without a caption file"] += 1
                         continue
-                    writer.add(name, motion, data.round_fps(fps), [scale_text_times(c, clock) for c in caps],
-                               train=name in train)
+                    _add(writer, name, motion, data.round_fps(fps), [scale_text_times(c, clock) for c in caps],
+                         train=name in train)
         if not writer.meta:
             raise data.DataError(f"no sequence could be made from {args.amass}\n{AMASS_LAYOUT}")
         writer.finish(splits)
@@ -427,14 +377,14 @@ def prepare_humanact12(args):
         print("note: the joints were y-down; turned 180° about x")
     # deterministic split, per action: its 9th of every 10 sequences (in file order) goes to val, its 10th to test
     seen, splits = {}, {"train": [], "val": [], "test": []}
-    with DatasetWriter(args.out, args.force) as writer:
+    with _open_writer(args) as writer:
         for i, (j, y) in enumerate(tqdm(list(zip(joints, labels)), desc="sequences")):
             k = seen[y] = seen.get(y, -1) + 1
             split = "val" if k % 10 == 8 else "test" if k % 10 == 9 else "train"
             words = HUMANACT12_ACTIONS[y].replace("_", " ")
             line = f"{words}#{' '.join(w + '/OTHER' for w in words.split())}#0.0#0.0"
             sid = f"{i:04d}"
-            if writer.add(sid, j, args.fps, [line], action=HUMANACT12_ACTIONS[y], train=split == "train"):
+            if _add(writer, sid, j, args.fps, [line], action=HUMANACT12_ACTIONS[y], train=split == "train"):
                 splits[split].append(sid)
         writer.finish(splits)
     _summary(writer, {})

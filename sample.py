@@ -11,7 +11,8 @@ stage-1 INR decodes it at the requested timestamps, in chunks so memory stays bo
     python sample.py --text "a man waves his hand" --fps 240 --seconds 10 --compile --dtype bf16   # compiled, bf16 decoder
     python sample.py --ckpt runs/diffusion_bvh.pt --text "a person walks in a happy way" --fps 60  # trained on BVH files
 
-For each sample it writes, under --out: <name>.npy joints (T, J, 3) metres, T = round(fps * seconds);
+For each sample it writes, under --out: <name>.npy joints (T, J, 3) metres, frame k at exactly k / fps seconds,
+T = floor(fps * seconds) + 1 (so the last frame is at --seconds, or less than a frame interval before it);
 <name>_features.npy (T, D) HumanML3D layout (velocities per frame at --fps); <name>.bvh; and
 <name>.gif, a stick-figure preview, when matplotlib is installed (optional). J and D are those of the skeleton
 the checkpoint carries: SMPL's 22 joints and 263 for the embedded data and HumanML3D, the files' own skeleton
@@ -25,9 +26,9 @@ import sys
 import numpy as np
 import torch
 
+import bvh
 import data
 import nerm
-from train_inr import load_checkpoint
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", default="runs/diffusion.pt", help="stage-2 checkpoint from train_diffusion.py")
@@ -46,6 +47,7 @@ parser.add_argument("--fit", default=None,
                     help="(T, J, 3) joints .npy on the checkpoint's skeleton (SMPL: J = 22) to fit a latent to (decoder frozen) and re-decode")
 parser.add_argument("--fit-fps", type=float, default=20.0, help="framerate of the --fit joints")
 parser.add_argument("--no-preview", action="store_true", help="skip the GIF preview")
+parser.add_argument("--force", action="store_true", help="overwrite files of the same name already in --out")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--compile", action="store_true",
                     help="decode through torch.compile (inductor): a few seconds of compiling per new shape, then ~5%% faster on a CPU")
@@ -54,55 +56,34 @@ parser.add_argument("--dtype", default="fp32", choices=["fp32", "tf32", "bf16"],
 MAX_FPS, MAX_SECONDS = 480.0, 60.0
 
 
-class Stage1:
-    """The INR decoder, the feature statistics and the skeleton carried by a stage-2 checkpoint."""
-
-    def __init__(self, payload, device, compile=False, dtype=None):
-        self.cfg = nerm.INRConfig(**payload["model_args"])
-        self.decoder = nerm.INRDecoder(self.cfg).to(device).eval()
-        self.decoder.load_state_dict(payload["decoder"])
-        # decode() only runs the compiled one; --fit trains z through the eager decoder
-        self.fast = nerm.compile_decoder(self.decoder) if compile else self.decoder
-        self.dtype = dtype
-        self.mean, self.std = payload["mean"].numpy(), payload["std"].numpy()
-        self.time_norm = payload["time_norm"]
-        self.max_fps = payload["max_fps"]   # the highest clip rate the decoder was told in training
-        # a skeleton_to_dict dict, or the name ('smpl22', 'kit21') that older checkpoints stored
-        self.skeleton = data.resolve_skeleton(payload["skeleton"])
-        self.device = device
-
-    def times(self, frames, seconds):
-        """Time coordinates of `frames` evenly spaced frames over `seconds` (normalized unless trained raw)."""
-        t = torch.linspace(0, seconds, frames, device=self.device)[None]   # (1, T) seconds
-        return t / seconds if self.time_norm else t
-
-    def decode(self, z, seconds, fps):
-        """z (Z,) -> features (T, D) per frame at fps and joints (T, J, 3), T = round(fps * seconds)."""
-        T = max(2, int(round(fps * seconds)))
-        # the decoder was told clip rates up to the data's highest; above it velocities are per second anyway
-        s = torch.tensor([min(fps, self.max_fps)], device=self.device)
-        x = nerm.decode(self.fast, z[None], self.times(T, seconds), s, dtype=self.dtype)[0].cpu().numpy()
-        feats = data.features_per_frame(x * self.std + self.mean, fps)
-        return feats, data.features_to_joints(feats, self.skeleton)
+def decode_motion(decoder, z, seconds, fps, skeleton, fast=None, dtype=None):
+    """z (Z,) -> features (T, D) with velocities per frame at fps, and joints (T, J, 3) metres: frame k at
+    k / fps seconds, T = floor(fps * seconds) + 1 (nerm.decode)."""
+    x = nerm.decode(fast or decoder, z[None], fps, seconds, dtype=dtype)[0].cpu().numpy()   # (T, D) per second
+    feats = data.features_per_frame(x, fps)
+    return feats, data.features_to_joints(feats, skeleton)
 
 
-def fit_joints(stage1, path, fit_fps):
+def fit_joints(decoder, skeleton, path, fit_fps):
     """Fit a latent to joints at a low rate, decoder frozen (auto-decoder inference) -> (z, seconds)."""
     try:
         joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise data.DataError(f"{path}: cannot read joints ({e})") from None
-    J = stage1.skeleton.num_joints
-    if joints.ndim != 3 or joints.shape[1:] != (J, 3) or len(joints) < 3 or not np.isfinite(joints).all():
-        raise data.DataError(f"{path}: expected finite (T >= 3, {J}, 3) joint positions on the checkpoint's "
-                             f"skeleton {stage1.skeleton.name}, got {joints.shape}")
-    x = data.joints_to_features(joints, stage1.skeleton, fps=fit_fps, hml3d_frame0=False)
+    J = skeleton.num_joints
+    if joints.ndim != 3 or joints.shape[1:] != (J, 3) or len(joints) < 3 or joints.dtype.kind not in "fiu":
+        raise data.DataError(f"{path}: expected (T >= 3, {J}, 3) joint positions on the checkpoint's skeleton "
+                             f"{skeleton.name}, got {joints.dtype} {joints.shape}")
+    if not np.isfinite(joints).all():
+        raise data.DataError(f"{path}: the joints hold NaN or infinite values")
+    x = data.joints_to_features(joints, skeleton, fps=fit_fps, hml3d_frame0=False)
     x = data.features_per_second(x, fit_fps)
-    x = torch.from_numpy((x - stage1.mean) / stage1.std).float()[None].to(stage1.device)   # (1, T-1, D)
+    dev = decoder.mean.device
+    x = ((torch.from_numpy(x).to(dev) - decoder.mean) / decoder.std).float()[None]   # (1, T-1, D) normalized
     seconds = (x.shape[1] - 1) / fit_fps
-    t, s = stage1.times(x.shape[1], seconds), torch.tensor([fit_fps], device=stage1.device)
-    z = nerm.fit_latents(stage1.decoder, lambda: (torch.zeros(1, dtype=torch.long), t, s, x), 1,
-                         stage1.cfg.latent_dim, steps=300, kl_weight=stage1.cfg.kl_weight)
+    t = torch.arange(x.shape[1], device=dev)[None] / fit_fps                       # (1, T-1) seconds
+    dur, s = torch.tensor([seconds], device=dev), torch.tensor([fit_fps], device=dev)
+    z = nerm.fit_latents(decoder, lambda: (torch.zeros(1, dtype=torch.long), t, dur, s, x), 1, steps=300)
     return z[0], seconds
 
 
@@ -137,27 +118,57 @@ def preview(path, joints, fps, title, skeleton=data.SMPL22):
     return True
 
 
+def slug(text):
+    """A file name from a prompt: lowercase words joined by _, at most 40 characters."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "prompt"
+
+
+def unique_names(jobs):
+    """Make the names of (name, text, action) jobs distinct: a repeated name gets -2, -3 ... so two prompts
+    that share their first 40 characters (or differ only in case and punctuation) never overwrite each other."""
+    seen, out = {}, []
+    for name, text, action in jobs:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}-{seen[name]}", text, action))
+    return out
+
+
 def check_args(args, model, actions):
-    """Every user mistake gets one line (raised as DataError)."""
+    """Every user mistake gets one line (raised as DataError); flag ranges go through parser.error."""
     if not 0 < args.fps <= MAX_FPS:
-        raise data.DataError(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
+        parser.error(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
     if not 0 < args.seconds <= MAX_SECONDS:
-        raise data.DataError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {args.seconds:g}")
-    if args.num < 1 or args.steps < 1:
-        raise data.DataError("--num and --steps must be at least 1")
+        parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}], got {args.seconds:g}")
+    if not 0 < args.fit_fps <= MAX_FPS:
+        parser.error(f"--fit-fps must be in (0, {MAX_FPS:g}], got {args.fit_fps:g}")
+    if not -1e3 <= args.guidance <= 1e3:   # also refuses nan and inf
+        parser.error(f"--guidance must be a finite number (1 = no guidance, 2.5 the default), got {args.guidance}")
+    if args.num < 1 or not 1 <= args.steps <= model.config.timesteps:
+        parser.error(f"--num must be at least 1 and --steps in 1..{model.config.timesteps}")
     if args.text_file:
-        if not os.path.exists(args.text_file):
-            raise data.DataError(f"--text-file {args.text_file} not found")
-        with open(args.text_file, encoding="utf-8") as f:
-            args.text += [line.strip() for line in f if line.strip()]
-    for text in args.text:
-        if not re.search(r"[a-z0-9]", text.lower()):
-            raise data.DataError(f"--text {text!r} is empty")
+        try:
+            with open(args.text_file, encoding="utf-8") as f:
+                args.text += [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            raise data.DataError(f"--text-file {args.text_file} not found") from None
+        except (UnicodeDecodeError, IsADirectoryError) as e:
+            raise data.DataError(f"--text-file {args.text_file}: not a UTF-8 text file ({type(e).__name__})") from None
     cond = model.config.cond
     if args.text and cond != "text":
         raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --action or no condition")
     if args.action and cond != "action":
         raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --text or no condition")
+    for text in args.text:
+        words = nerm.Vocab.normalize(text)
+        known = [w for w in words if w in model.vocab.index]
+        if not known:
+            raise data.DataError(f"--text {text!r} has no word this model knows (its vocabulary is the English words "
+                                 f"of its training captions, {len(model.vocab) - 2} of them)")
+        unknown = sorted(set(words) - set(known))
+        if unknown:
+            print(f"note: {text!r}: words this model does not know, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
+        if len(words) > model.config.max_words:
+            print(f"note: {text!r}: only the first {model.config.max_words} words are read", file=sys.stderr)
     for a in args.action:
         if a not in actions:
             raise data.DataError(f"unknown action {a!r}; this model knows: {', '.join(actions)}")
@@ -165,46 +176,59 @@ def check_args(args, model, actions):
 
 if __name__ == "__main__":
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
     try:
-        ckpt = load_checkpoint(args.ckpt, stage=2)
+        ckpt = nerm.load_checkpoint(args.ckpt, stage=2)
         model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).to(args.device).eval()
         model.load_state_dict(ckpt["model"])
+        check_args(args, model, ckpt["actions"])
         if args.dtype == "tf32":  # TF32 tensor-core matmuls (GPU only; the CPU ignores the setting)
             torch.backends.cuda.matmul.allow_tf32 = True
-        stage1 = Stage1(ckpt["inr"], args.device, compile=args.compile,
-                        dtype=torch.bfloat16 if args.dtype == "bf16" else None)
-        check_args(args, model, ckpt["actions"])
+        dtype = torch.bfloat16 if args.dtype == "bf16" else None
+        decoder = nerm.load_decoder(ckpt["inr"], args.device)
+        # nerm.decode runs the compiled decoder; --fit trains z through the eager one
+        fast = nerm.compile_decoder(decoder) if args.compile else None
+        skeleton = data.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
         if args.fit:
             jobs = [("fit", None, None)]
         elif args.text:
-            jobs = [(re.sub(r"[^a-z0-9]+", "_", t.lower()).strip("_")[:40], t, None) for t in args.text]
+            jobs = [(slug(t), t, None) for t in args.text]
         elif args.action:
             jobs = [(a, None, ckpt["actions"].index(a)) for a in args.action]
         else:
             jobs = [("uncond", None, None)]
-    except data.DataError as e:
+        jobs = unique_names(jobs)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise data.DataError(f"--out {args.out} is a file, not a folder")
+        targets = [os.path.join(args.out, f"{name}_{i}{ext}") for name, _, _ in jobs
+                   for i in range(1 if args.fit else args.num) for ext in (".npy", "_features.npy", ".bvh", ".gif")]
+        taken = [p for p in targets if os.path.exists(p)]
+        if taken and not args.force:
+            raise data.DataError(f"{taken[0]} already exists ({len(taken)} files would be overwritten); "
+                                 f"choose another --out or pass --force")
+        fitted = fit_joints(decoder, skeleton, args.fit, args.fit_fps) if args.fit else None
+    except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
     os.makedirs(args.out, exist_ok=True)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     for name, text, action in jobs:
-        if args.fit:
-            try:
-                z, seconds = fit_joints(stage1, args.fit, args.fit_fps)
-            except data.DataError as e:
-                sys.exit(f"error: {e}")
-            zs = z[None]
+        if fitted is not None:
+            zs, seconds = fitted[0][None], fitted[1]
         else:
             seconds = args.seconds
             zs = model.sample(args.num, text=text, action=action, duration=seconds, guidance=args.guidance,
                               sampler=args.sampler, steps=args.steps, generator=g)
         for i, z in enumerate(zs):
-            feats, joints = stage1.decode(z, seconds, args.fps)
+            feats, joints = decode_motion(decoder, z, seconds, args.fps, skeleton, fast, dtype)
+            if not np.isfinite(joints).all():   # nothing half-made is written
+                sys.exit(f"error: the decoded motion {name}_{i} is not finite; the checkpoint {args.ckpt} is broken")
             base = os.path.join(args.out, f"{name}_{i}")
             np.save(base + ".npy", joints.astype(np.float32))
             np.save(base + "_features.npy", feats.astype(np.float32))
-            data.write_bvh(base + ".bvh", joints, stage1.skeleton, fps=args.fps)
+            bvh.write_bvh(base + ".bvh", joints, skeleton, fps=args.fps)
             wrote = [base + ".npy", base + "_features.npy", base + ".bvh"]
-            if not args.no_preview and preview(base + ".gif", joints, args.fps, text or name, stage1.skeleton):
+            if not args.no_preview and preview(base + ".gif", joints, args.fps, text or name, skeleton):
                 wrote.append(base + ".gif")
             print(f"{text or name!r} #{i}: {len(joints)} frames at {args.fps:g} fps ({seconds:.2f} s) -> "
                   + ", ".join(wrote))

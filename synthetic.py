@@ -1,7 +1,8 @@
 """
 Embedded dataset: procedurally generated human motions on the SMPL22 skeleton, with HumanML3D-style captions.
 
-    python synthetic.py            # generate the 2,000 default sequences (~4 s), print the time and a few captions
+    python synthetic.py --out data/synthetic --num 2000   # write it in the HumanML3D layout (+ meta.csv), ~25 s
+    python -m pytest -q tests/test_synthetic.py
 
 A motion is a set of continuous functions of time in seconds (joint angles, heading, root path) that forward
 kinematics turns into joint positions, sampled at the sequence's native framerate, one of {20, 30, 50, 60, 100,
@@ -10,9 +11,11 @@ at 120 fps), and the fast parts, punches that extend in 60-100 ms, 6-12 Hz hand 
 landings, are what a 20 fps sampling misses: NeRM's reason to learn at native framerates.
 Bone lengths are SMPL22's exactly. Angles are in degrees; +X is the body's left, +Y up, +Z forward.
 """
+import re
+
 import numpy as np
 
-from data import SMPL22, forward_kinematics
+from data import SMPL22, DataError, DatasetWriter, forward_kinematics, joints_to_features
 
 FRAMERATES = (20.0, 30.0, 50.0, 60.0, 100.0, 120.0)
 SPEEDS = ("slow", "normal", "fast")
@@ -463,9 +466,10 @@ def _shake(rng):
     return dict(part=part, speed=speed, reps=reps), dur, pose
 
 
-ACTIONS = ("walk", "run", "jump", "squat", "bow", "turn", "punch", "kick", "stomp", "wave", "raise_arms", "clap",
-           "shake", "jumping_jacks", "side_step")
-_ACTION_FNS = {a: globals()["_" + a] for a in ACTIONS}
+_ACTION_FNS = {"walk": _walk, "run": _run, "jump": _jump, "squat": _squat, "bow": _bow, "turn": _turn,
+               "punch": _punch, "kick": _kick, "stomp": _stomp, "wave": _wave, "raise_arms": _raise_arms,
+               "clap": _clap, "shake": _shake, "jumping_jacks": _jumping_jacks, "side_step": _side_step}
+ACTIONS = tuple(_ACTION_FNS)  # in this order: the seeded class order below indexes it
 
 # ---- captions in HumanML3D's style: templates filled with synonyms of the parameters ----------------------
 
@@ -566,8 +570,12 @@ def generate_motions(num=2000, seed=0, fps=None):
     speed, side, reps...), captions (3 different strings), split ('train' | 'val' | 'test', about 80/10/10).
     fps: sample every sequence at this rate instead (the same motions: ground truth at any framerate).
     """
+    return list(_motions(num, seed, fps))
+
+
+def _motions(num, seed, fps=None):
+    """generate_motions one at a time (2,000 sequences of joints take ~200 MB)."""
     order = np.random.default_rng(seed).permutation(len(ACTIONS))  # classes balanced, in a seeded order
-    motions = []
     for i in range(num):
         rng = np.random.default_rng([seed, i])  # one stream per sequence: sequence i does not depend on num
         action = ACTIONS[order[i % len(ACTIONS)]]
@@ -576,16 +584,49 @@ def generate_motions(num=2000, seed=0, fps=None):
         captions, u = _captions(action, params, rng), rng.random()
         rate = native if fps is None else float(fps)
         t = np.arange(int(round(dur * rate))) / rate
-        motions.append(dict(name=f"{i:06d}", joints=_joints(t, pose(t)).astype(np.float32), fps=rate, duration=dur,
-                            action=action, params=params, captions=captions,
-                            split="train" if u < 0.8 else "val" if u < 0.9 else "test"))
-    return motions
+        yield dict(name=f"{i:06d}", joints=_joints(t, pose(t)).astype(np.float32), fps=rate, duration=dur,
+                   action=action, params=params, captions=captions,
+                   split="train" if u < 0.8 else "val" if u < 0.9 else "test")
+
+
+def _text_line(caption):
+    """A caption as a line of HumanML3D's texts/<id>.txt: 'caption#tokens#start#end', whole motion (0.0#0.0).
+    The tokens' part-of-speech tags are OTHER: no tagger is run (only T2M's evaluator reads them)."""
+    tokens = " ".join(w + "/OTHER" for w in re.findall(r"[a-z]+", caption.lower()))
+    return f"{caption}#{tokens}#0.0#0.0"
+
+
+def write_dataset(out, num=2000, seed=0):
+    """Write generate_motions(num, seed) into the new folder out in the HumanML3D layout (+ meta.csv) through
+    data.DatasetWriter; an existing out is refused. Features are computed at each sequence's native rate with
+    hml3d_frame0=False (no jump in a rate channel at row 0); new_joints holds the generated joints themselves.
+    Returns the number of sequences written."""
+    splits = {"train": [], "val": [], "test": []}
+    with DatasetWriter(out, SMPL22) as writer:
+        for m in _motions(num, seed):
+            x = joints_to_features(m["joints"], SMPL22, fps=m["fps"], hml3d_frame0=False)
+            writer.add(m["name"], x, m["joints"], m["fps"], [_text_line(c) for c in m["captions"]], m["action"],
+                       train=m["split"] == "train")
+            splits[m["split"]].append(m["name"])
+        writer.finish(splits)
+    return len(writer.meta)
+
+
+def main(argv=None):
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(description="Write the embedded dataset in the HumanML3D layout (+ meta.csv).")
+    parser.add_argument("--out", default="data/synthetic", help="output folder; must not exist yet")
+    parser.add_argument("--num", type=int, default=2000, help="number of sequences")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    try:
+        n = write_dataset(args.out, args.num, args.seed)
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"wrote {n} sequences to {args.out} in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-    import time
-    t0 = time.time()
-    motions = generate_motions()
-    print(f"{len(motions)} sequences, {sum(len(m['joints']) for m in motions)} frames in {time.time() - t0:.1f} s")
-    for m in motions[:len(ACTIONS)]:
-        print(f"{m['name']} {m['action']:>13} {m['fps']:5.0f} fps {m['duration']:4.1f} s  {m['captions'][0]}")
+    main()

@@ -18,6 +18,8 @@ Several GPUs or CPU processes (DistributedDataParallel; --batch is the global ba
     torchrun --standalone --nproc_per_node=4 train_diffusion.py --batch 256 --resume   # resume with any count
 """
 import argparse
+import math
+import os
 import sys
 import time
 import warnings
@@ -30,36 +32,73 @@ from tqdm import tqdm
 
 import data
 import nerm
-from train_inr import get_lr, load_checkpoint, save_atomic, setup_distributed
 
+CFG = nerm.DiffusionConfig()  # the defaults of the model flags below are the config's own
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--inr", default="runs/inr.pt", help="stage-1 checkpoint from train_inr.py")
 parser.add_argument("--out", default="runs/diffusion.pt", help="stage-2 checkpoint (written atomically)")
 parser.add_argument("--resume", action="store_true", help="continue training from --out")
+parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (it is replaced at the first save)")
 parser.add_argument("--cond", default="text", choices=["text", "action", "none"], help="what generation is conditioned on")
 parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
 parser.add_argument("--batch", type=int, default=64,
                     help="latents per step, over all processes: under torchrun each of N draws batch/N")
 parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
-parser.add_argument("--d-model", type=int, default=128, help="denoiser width (GPU-scale: 256+)")
-parser.add_argument("--layers", type=int, default=4, help="denoiser blocks")
-parser.add_argument("--cond-drop", type=float, default=0.1, help="probability of the null condition in training")
+parser.add_argument("--d-model", type=int, default=CFG.d_model, help="denoiser width (GPU-scale: 256+)")
+parser.add_argument("--layers", type=int, default=CFG.n_layers, help="denoiser blocks")
+parser.add_argument("--cond-drop", type=float, default=CFG.cond_drop, help="probability of the null condition in training")
 parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
 parser.add_argument("--seed", type=int, default=0, help="random seed")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
 
 
-def stage1_payload(inr):
-    """What sample.py needs of stage 1: the decoder, its config and the feature statistics."""
-    decoder = {k[len("decoder."):]: v for k, v in inr["model"].items() if k.startswith("decoder.")}
-    return {"model_args": inr["model_args"], "decoder": decoder, "mean": inr["mean"], "std": inr["std"],
-            "time_norm": inr["time_norm"], "skeleton": inr["skeleton"], "args": inr["args"],
-            "max_fps": float(inr["sequences"]["fps"].max())}
+def check_args(args):
+    """Flag ranges: parser.error (one line, exit 2) before anything is read or written."""
+    for name in ("steps", "batch", "save_every", "d_model", "layers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.lr < math.inf or not 0 <= args.cond_drop < 1:
+        parser.error("--lr must be a positive number and --cond-drop in [0, 1)")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
+
+
+# the two trainers share these few lines rather than one importing the other (nanoGPT's trade)
+def get_lr(step, base, total, warmup=100):
+    """Linear warm-up, then cosine decay to 10% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def setup_distributed(device):
+    """(rank, world size, device) of this process; under torchrun it joins the process group (see train_inr.py)."""
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def resume_mismatch(ckpt, cfg, stage1):
+    """What differs between the run in ckpt and the one these flags define ('' if nothing): the denoiser's
+    config, and the stage-1 model whose latents it learns (its decoder must be the very same)."""
+    diff = [f"{k}={v!r} (now {asdict(cfg)[k]!r})" for k, v in ckpt["model_args"].items()
+            if k != "vocab" and asdict(cfg).get(k) != v]
+    same = ckpt["inr"]["decoder"].keys() == stage1["decoder"].keys() and all(
+        torch.equal(v, stage1["decoder"][k]) for k, v in ckpt["inr"]["decoder"].items())
+    if not same:
+        diff.append("--inr is another stage-1 model than the one this run was trained on")
+    return "; ".join(diff)
 
 
 if __name__ == "__main__":
     args = parser.parse_args()
+    check_args(args)
     rank, world, device = setup_distributed(args.device)
     if args.batch % world:
         sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
@@ -68,9 +107,14 @@ if __name__ == "__main__":
     # dropout; DDP copies rank 0's initial weights to all
     torch.manual_seed(args.seed + rank)
     try:
-        inr = load_checkpoint(args.inr, stage=1)
-        ckpt = load_checkpoint(args.out, stage=2) if args.resume else None
-    except data.DataError as e:
+        if os.path.exists(args.out) and not (args.resume or args.force):
+            raise data.DataError(f"{args.out} exists: pass --resume to continue it, --force to replace it, "
+                                 f"or choose another --out")
+        if os.path.isdir(args.out):
+            raise data.DataError(f"--out {args.out} is a folder; give a file name such as {args.out}/diffusion.pt")
+        inr = nerm.load_checkpoint(args.inr, stage=1)
+        ckpt = nerm.load_checkpoint(args.out, stage=2) if args.resume else None
+    except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
     seqs = inr["sequences"]
     mu, logvar = inr["model"]["latents.mu"], inr["model"]["latents.logvar"]
@@ -87,14 +131,13 @@ if __name__ == "__main__":
               f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s"
               + (f", {world} processes of {batch} latents" if world > 1 else ""))
 
-    if ckpt is not None:
-        cfg = nerm.DiffusionConfig(**ckpt["model_args"])
-        if cfg.cond != args.cond:
-            sys.exit(f"error: {args.out} was trained with --cond {cfg.cond}, not --cond {args.cond}")
-    else:
-        vocab = nerm.Vocab.build([c for caps in captions for c in caps]).to_list() if args.cond == "text" else None
-        cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
-                                   d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
+    vocab = nerm.Vocab.build([c for caps in captions for c in caps]).to_list() if args.cond == "text" else None
+    cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
+                               d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
+    stage1 = nerm.decoder_payload(inr)
+    if ckpt is not None and resume_mismatch(ckpt, cfg, stage1):
+        sys.exit(f"error: --resume: {args.out} is another run: {resume_mismatch(ckpt, cfg, stage1)}. "
+                 f"Repeat its flags and --inr, or choose another --out")
     model = nerm.LatentDiffusion(cfg).to(device)
     model.set_latent_stats(mu.to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -116,9 +159,9 @@ if __name__ == "__main__":
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
     def checkpoint():
-        save_atomic({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "model_args": asdict(cfg), "args": vars(args), "step": step, "actions": action_names,
-                     "durations": duration, "inr": stage1_payload(inr)}, args.out)
+        nerm.save_checkpoint({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "model_args": asdict(cfg), "args": vars(args), "step": step, "actions": action_names,
+                              "durations": duration, "inr": stage1}, args.out)
 
     g = torch.Generator().manual_seed(args.seed + step + rank)
     mu, std = mu.to(device), (0.5 * logvar).exp().to(device)

@@ -26,7 +26,6 @@ import sys
 import time
 from dataclasses import asdict
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -34,25 +33,29 @@ from tqdm import tqdm
 
 import data
 import nerm
+from eval import evaluate_mre   # the one script-to-script edge: held-out MRE is eval.py's measurement
 
+CFG = nerm.INRConfig()  # the defaults of the model flags below are the config's own
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default="synthetic", help="humanml3d | kit | bvh (a folder of BVH files) | synthetic (the embedded dataset)")
+parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
+                    help="synthetic (the embedded dataset) | humanml3d | kit | bvh (a folder of BVH files)")
 parser.add_argument("--data-dir", default=None, help="dataset directory in the HumanML3D layout, or a folder of BVH files with --data bvh (default: data/<name>)")
 parser.add_argument("--num-synthetic", type=int, default=2000, help="sequences in the embedded dataset when generated")
 parser.add_argument("--out", default="runs/inr.pt", help="checkpoint file (written atomically)")
-parser.add_argument("--resume", action="store_true", help="continue training from --out")
+parser.add_argument("--resume", action="store_true", help="continue training from --out (the same model and data)")
+parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (it is replaced at the first save)")
 parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
 parser.add_argument("--batch", type=int, default=64,
                     help="sequences per step (one clip each), over all processes: under torchrun each draws batch/N")
 parser.add_argument("--clip-len", type=int, default=32, help="m: frames per clip, whatever its framerate")
 parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
 parser.add_argument("--latent-lr", type=float, default=1e-2, help="learning rate of the per-sequence latents")
-parser.add_argument("--latent-dim", type=int, default=256, help="Z (paper: 256)")
-parser.add_argument("--hidden", type=int, default=256, help="decoder width (paper-scale: 512)")
-parser.add_argument("--blocks", type=int, default=3, help="residual blocks of 2 layers (paper-scale: 4)")
-parser.add_argument("--kl-weight", type=float, default=1e-4, help="lambda_KL (paper: 1e-4)")
-parser.add_argument("--n-freqs", type=int, default=10, help="Fourier octaves of the time encoding (10: up to 256 cycles per sequence)")
-parser.add_argument("--time-enc", default="codebook", choices=["none", "sinusoidal", "codebook"], help="time encoding")
+parser.add_argument("--latent-dim", type=int, default=CFG.latent_dim, help="Z (paper: 256)")
+parser.add_argument("--hidden", type=int, default=CFG.hidden, help="decoder width (paper-scale: 512)")
+parser.add_argument("--blocks", type=int, default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
+parser.add_argument("--kl-weight", type=float, default=CFG.kl_weight, help="lambda_KL (paper: 1e-4)")
+parser.add_argument("--n-freqs", type=int, default=CFG.n_freqs, help="Fourier octaves of the time encoding (10: up to 256 cycles per sequence)")
+parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
 parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
@@ -67,7 +70,22 @@ parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else
                     help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
 parser.add_argument("--compile", action="store_true",
                     help="decode the held-out sequences through torch.compile (the training step stays eager)")
-EVAL_FPS = (20, 40, 60, 100, 120)
+
+
+def check_args(args):
+    """Flag ranges: parser.error (one line, exit 2) before anything is read or written."""
+    for name in ("steps", "batch", "clip_len", "eval_seqs", "fit_steps", "save_every", "num_synthetic"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("lr", "latent_lr"):
+        if not 0 < getattr(args, name) < math.inf:
+            parser.error(f"--{name.replace('_', '-')} must be a positive number")
+    if args.eval_every < 0 or args.progressive_steps < 0 or not 0 <= args.kl_weight < math.inf:
+        parser.error("--eval-every, --progressive-steps and --kl-weight must not be negative")
+    if args.clip_len < 2:
+        parser.error("--clip-len must be at least 2")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
 
 
 def get_lr(step, base, total, warmup=100):
@@ -90,97 +108,46 @@ def setup_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def save_atomic(obj, path):
-    """torch.save to a temp file then rename: a crash never leaves a half-written checkpoint."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_weights_only(path, what):
-    """torch.load(weights_only=True) of an existing file; DataError naming it when it is truncated or foreign."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: torch raises many types; name the file
-        raise data.DataError(f"{path}: not a readable {what} ({type(e).__name__})") from None
-
-
-def load_checkpoint(path, stage):
-    """Load a checkpoint safely (weights_only) and check it is the expected stage; DataError otherwise."""
-    if not os.path.exists(path):
-        raise data.DataError(f"checkpoint {path} not found")
-    ckpt = load_weights_only(path, "nerm checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
-        found = ckpt.get("stage") if isinstance(ckpt, dict) else None
-        raise data.DataError(f"{path}: expected a stage-{stage} checkpoint, found {found or 'something else'}")
-    return ckpt
-
-
 def generate_if_missing(args):
-    """The dataset directory; the embedded dataset is generated there on first use."""
+    """The dataset directory; the embedded dataset is generated there on first use, only into a folder that
+    does not exist yet (an existing folder without meta.csv is someone's data: it is never touched)."""
     data_dir = args.data_dir or os.path.join("data", args.data)
     if args.data == "synthetic" and not os.path.exists(os.path.join(data_dir, "meta.csv")):
+        if os.path.exists(data_dir):
+            raise data.DataError(f"{data_dir} exists but is not the embedded dataset (it has no meta.csv); "
+                                 f"the embedded dataset is only generated into a new folder. For your own data "
+                                 f"give --data humanml3d, kit or bvh with --data-dir {data_dir}")
         t0 = time.time()
         print(f"generating the embedded dataset ({args.num_synthetic} sequences) in {data_dir} ...")
-        data.write_dataset(data_dir, data.generate_motions(args.num_synthetic, seed=0))
+        import synthetic   # the embedded dataset's generator, needed only this once
+        synthetic.write_dataset(data_dir, args.num_synthetic, seed=0)
         print(f"  done in {time.time() - t0:.0f} s")
     return data_dir
 
 
 def open_dataset(args, split, fps_mode):
-    """Load a split; the embedded dataset is generated on first use."""
+    """Load a split (a BVH folder through bvh.py, anything else in the HumanML3D layout)."""
+    if args.data == "bvh":
+        import bvh
+        return bvh.load_bvh_folder(args.data_dir, split, fps_mode)
     return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
 
 
-def fit_heldout_latents(decoder, sampler, n, cfg, steps, m, device="cpu", seed=0):
-    """Latents (n, Z) of the first n sequences of a ClipSampler, decoder frozen: clips of m frames drawn as
-    in training, 64 per step (auto-decoder inference)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def sample_clip():
-        k = torch.randint(0, n, (64,), generator=g)
-        x, t, s, _ = sampler.sample(k, m, generator=g)
-        return k.to(device), t.to(device), s.to(device), x.to(device)
-
-    return nerm.fit_latents(decoder, sample_clip, n, cfg.latent_dim, steps=steps, kl_weight=cfg.kl_weight)
-
-
-def evaluate_mre(decoder, fit_set, gt_set, n, cfg, mean, std, fit_steps, m, device, time_norm=True,
-                 fps_list=EVAL_FPS, seed=0, compiled=None):
-    """MRE (metres) at each framerate on n held-out sequences whose latents are fitted, decoder frozen.
-
-    fit_set: what the model may see of them (at the training's fps mode); gt_set: the same sequences at
-    their native rate. Both ground truth and prediction go through the same joint recovery. Returns
-    {"mre": {fps: global error}, "local": {fps: error with both roots at the origin}}: the global error
-    includes the drift of the integrated root velocity, the local one is the pose alone.
-    compiled: nerm.compile_decoder(decoder), used for the decoding (fit_latents trains z through decoder).
-    """
-    n = min(n, len(gt_set))
-    fit = data.ClipSampler(fit_set, mean, std, time_norm=time_norm)
-    gt = data.ClipSampler(gt_set, mean, std, time_norm=time_norm)
-    z = fit_heldout_latents(decoder, fit, n, cfg, fit_steps, m, device, seed)
-    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
-    out = {"mre": {}, "local": {}}
-    for f in fps_list:
-        errs, local = [], []
-        for i in range(n):
-            t_sec = torch.arange(int(gt.duration[i] * f + 1e-6) + 1)[None].float() / f  # (1, M)
-            idx = torch.tensor([i])
-            x_gt = gt.gather(idx, t_sec)[0] * std_t + mean_t
-            x_hat = nerm.decode(decoder if compiled is None else compiled, z[i:i + 1],
-                                fit.time_coord(idx, t_sec).to(device),
-                                torch.tensor([float(f)], device=device))[0].cpu() * std_t + mean_t
-            j_gt = data.features_to_joints(data.features_per_frame(x_gt.numpy(), f), gt_set.skeleton)
-            j_hat = data.features_to_joints(data.features_per_frame(x_hat.numpy(), f), gt_set.skeleton)
-            errs.append(np.linalg.norm(j_gt - j_hat, axis=-1).mean())
-            local.append(np.linalg.norm((j_gt - j_gt[:, :1]) - (j_hat - j_hat[:, :1]), axis=-1).mean())
-        out["mre"][f], out["local"][f] = float(np.mean(errs)), float(np.mean(local))
-    return out
+def resume_mismatch(ckpt, cfg, args, names):
+    """What differs between the run in ckpt and the one these flags and this data define ('' if nothing):
+    the model config, the dataset and its order of sequences (latent i belongs to sequence i), the fps mode."""
+    diff = [f"{k}={v!r} (now {asdict(cfg)[k]!r})" for k, v in ckpt["model_args"].items() if asdict(cfg).get(k) != v]
+    for key in ("data", "fps_mode"):
+        if ckpt["args"].get(key) != getattr(args, key):
+            diff.append(f"--{key.replace('_', '-')} {ckpt['args'].get(key)} (now {getattr(args, key)})")
+    if ckpt["sequences"]["names"] != names:
+        diff.append("other training sequences, or in another order")
+    return "; ".join(diff)
 
 
 if __name__ == "__main__":
     args = parser.parse_args()
+    check_args(args)
     rank, world, device = setup_distributed(args.device)
     if args.batch % world:
         sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
@@ -188,36 +155,39 @@ if __name__ == "__main__":
     # each process its own random stream (nanoGPT's seed + rank): its own clips, latent noise, dropout.
     # The initial weights may differ too: DDP copies rank 0's parameters (latent table included) to all
     torch.manual_seed(args.seed + rank)
-    if world > 1:  # one process generates the embedded dataset on first use, the others wait for it
-        if rank == 0:
-            generate_if_missing(args)
-        dist.barrier()
     try:
-        ckpt = load_checkpoint(args.out, stage=1) if args.resume else None
+        if os.path.isdir(args.out):
+            raise data.DataError(f"--out {args.out} is a folder; give a file name such as {args.out}/inr.pt")
+        if os.path.exists(args.out) and not (args.resume or args.force):
+            raise data.DataError(f"{args.out} exists: pass --resume to continue it, --force to replace it, "
+                                 f"or choose another --out")
+        if world > 1:  # one process generates the embedded dataset on first use, the others wait for it
+            if rank == 0:
+                generate_if_missing(args)
+            dist.barrier()
+        ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None
         train_set = open_dataset(args, "train", args.fps_mode)
         val_fit = open_dataset(args, "val", args.fps_mode)
         val_gt = open_dataset(args, "val", "native")
-    except data.DataError as e:
+    except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
-    time_norm = not args.no_time_norm
-    mean, std = train_set.mean, train_set.std
-    sampler = data.ClipSampler(train_set, mean, std, time_norm=time_norm)
-    D = train_set.skeleton.feature_dim
+    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std)
     if rank == 0:
         print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
               f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}"
               + (f", {world} processes of {batch} clips" if world > 1 else ""))
 
-    if ckpt is not None:
-        cfg = nerm.INRConfig(**ckpt["model_args"])
-        if cfg.num_sequences != len(train_set) or cfg.feature_dim != D:
-            sys.exit(f"error: {args.out} was trained on {cfg.num_sequences} sequences of width {cfg.feature_dim}, "
-                     f"this dataset has {len(train_set)} of width {D}")
-    else:
-        cfg = nerm.INRConfig(feature_dim=D, num_sequences=len(train_set), latent_dim=args.latent_dim,
-                             hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc, n_freqs=args.n_freqs,
-                             variational=not args.no_variational, kl_weight=args.kl_weight)
+    cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
+                         latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
+                         n_freqs=args.n_freqs, variational=not args.no_variational, kl_weight=args.kl_weight,
+                         time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
+    if ckpt is not None and resume_mismatch(ckpt, cfg, args, train_set.names):
+        sys.exit(f"error: --resume: {args.out} is another run: {resume_mismatch(ckpt, cfg, args, train_set.names)}. "
+                 f"Repeat its flags and data, or choose another --out")
     model = nerm.NeRM(cfg).to(device)
+    # the model carries the statistics its decoder's output is normalized by (see nerm.decode)
+    model.decoder.mean.copy_(torch.from_numpy(train_set.mean))
+    model.decoder.std.copy_(torch.from_numpy(train_set.std))
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
     latent_params = [p for p in model.latents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
@@ -244,20 +214,19 @@ if __name__ == "__main__":
     train_model = DDP(model, device_ids=[device] if device.startswith("cuda") else None) if world > 1 else model
 
     def checkpoint():
-        save_atomic({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
-                     "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
-                     "time_norm": time_norm, "skeleton": data.skeleton_to_dict(train_set.skeleton),
-                     "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
-                                   "duration": torch.from_numpy(train_set.durations()),
-                                   "captions": train_set.captions, "actions": train_set.actions}}, args.out)
+        nerm.save_checkpoint({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
+                              "skeleton": data.skeleton_to_dict(train_set.skeleton),
+                              "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
+                                            "duration": torch.from_numpy(train_set.durations()),
+                                            "captions": train_set.captions, "actions": train_set.actions}}, args.out)
 
     # compiled once; the weights are graph inputs (no freezing), so each evaluation sees the current ones
     eval_decoder = nerm.compile_decoder(model.decoder) if args.compile else None
 
     def run_eval():
-        mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, cfg, mean, std, args.fit_steps,
-                           args.clip_len, device, time_norm, compiled=eval_decoder)
+        mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, args.fit_steps, args.clip_len,
+                           compiled=eval_decoder)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
@@ -272,8 +241,9 @@ if __name__ == "__main__":
         idx = torch.randint(0, len(sampler), (batch,), generator=g)
         max_fps = 20.0 if step < args.progressive_steps else None  # progressive: fixed rate first
         x, t, s, idx = sampler.sample(idx, args.clip_len, generator=g, max_fps=max_fps)
-        x, t, s, idx = x.to(device), t.to(device), s.to(device), idx.to(device)
-        _, loss, recon, prior = train_model(idx, t, s, x)
+        dur = sampler.duration[idx]                              # (B,) the clips' sequence durations, s
+        x, t, dur, s, idx = x.to(device), t.to(device), dur.to(device), s.to(device), idx.to(device)
+        _, loss, recon, prior = train_model(idx, t, dur, s, x)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:

@@ -9,12 +9,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import data  # noqa: E402
+import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """60 generated sequences in the HumanML3D layout (+ meta.csv)."""
     out = str(tmp_path_factory.mktemp("data") / "synthetic")
-    data.write_dataset(out, data.generate_motions(60, seed=0))
+    synthetic.write_dataset(out, num=60, seed=0)
     return out

@@ -3,26 +3,39 @@ BVH reader/writer tests (CPU, offline, a few seconds):
 
     python -m pytest -q tests/test_bvh.py
 
-Closed forms on a hand-written file, exact round trips (raw channels and joint positions), and every BVH clip in
-../shared/realdata against manifest.csv; the real-data tests skip when that folder is absent.
+Closed forms on a hand-written file, exact round trips (raw channels and joint positions), and real BVH clips
+against their manifest.csv: the slices in tests/fixtures/bvh (CMU at 120 fps, GAMES-105 at 100 fps) always, and
+every clip of ../shared/realdata when that folder is present (NERM_REALDATA=<dir> points elsewhere).
 """
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import data as bvh
+import bvh
+import data
 from data import SMPL22, forward_kinematics, quat_to_matrix
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-MANIFEST = REALDATA / "manifest.csv"
-CLIPS = []
-if MANIFEST.exists():
-    with MANIFEST.open(newline="") as f:
-        CLIPS = [row for row in csv.DictReader(f) if row["format"] == "bvh"]
-needs_realdata = pytest.mark.skipif(not CLIPS, reason=f"no BVH clips listed in {MANIFEST}")
-clip_ids = [row["path"].rsplit("/", 1)[-1] for row in CLIPS]
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bvh"
+REALDATA = Path(os.environ.get("NERM_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
+
+
+def _clips(root):
+    """[(path, manifest row)] of the BVH clips root/manifest.csv lists; [] without a manifest."""
+    if not (root / "manifest.csv").exists():
+        return []
+    with (root / "manifest.csv").open(newline="") as f:
+        return [(root / row["path"], row) for row in csv.DictReader(f) if row["format"] == "bvh"]
+
+
+CLIPS = _clips(FIXTURES) + _clips(REALDATA)
+clip_ids = [("fixtures/" if FIXTURES in p.parents else "realdata/") + p.name for p, _ in CLIPS]
+# positions round trips: the fixtures, and with realdata Bandai's translating Hips and the whole CMU and GAMES-105 files
+ROUND_TRIP = [p for p, _ in CLIPS if FIXTURES in p.parents
+              or p.name in ("dataset-1_walk_normal_001.bvh", "131_01.bvh", "walk_forward.bvh")]
+round_trip_ids = [("fixtures/" if FIXTURES in p.parents else "realdata/") + p.name for p in ROUND_TRIP]
 
 # a root, a child and a grandchild with position channels; CRLF endings, tabs, a name on End Site, '.5' time
 TINY = """HIERARCHY
@@ -156,14 +169,18 @@ def test_written_file_has_blenders_line_layout(tmp_path):
 
 
 def test_round_fps():
-    assert [bvh.round_fps(1 / t) for t in (0.0083333, 0.016667, 0.0333333, 0.01, 0.0333667)] == \
+    assert [data.round_fps(1 / t) for t in (0.0083333, 0.016667, 0.0333333, 0.01, 0.0333667)] == \
         [120.0, 60.0, 30.0, 100.0, 29.97]
 
 
-@needs_realdata
-@pytest.mark.parametrize("row", CLIPS, ids=clip_ids)
-def test_realdata_clip_reads(row):
-    x, skel, fps = bvh.read_bvh(REALDATA / row["path"])
+def test_the_fixture_clips_are_there():
+    """The golden slices travel with the repository: a clone without them would silently test less."""
+    assert len(_clips(FIXTURES)) == 2 and all(p.exists() for p, _ in _clips(FIXTURES))
+
+
+@pytest.mark.parametrize("path, row", CLIPS, ids=clip_ids)
+def test_real_clip_reads(path, row):
+    x, skel, fps = bvh.read_bvh(path)
     assert x.shape == (int(row["frames"]), int(row["joints"]), 3)
     assert fps == 1 / float(row["frame_time_raw"]) and abs(fps - float(row["fps_declared"])) < 1e-4 * fps
     # metres whatever the file's unit: joints span 1.2-1.9 m upright (the head joint sits ~0.2 m below the
@@ -172,10 +189,9 @@ def test_realdata_clip_reads(row):
     assert len(skel.face_joints) == 4 and len(skel.feet_left) == len(skel.feet_right) == 2
 
 
-@needs_realdata
-@pytest.mark.parametrize("row", CLIPS, ids=clip_ids)
-def test_realdata_raw_round_trip_is_exact(tmp_path, row):
-    src = bvh.read_bvh_channels(REALDATA / row["path"])
+@pytest.mark.parametrize("path, row", CLIPS, ids=clip_ids)
+def test_real_raw_round_trip_is_exact(tmp_path, path, row):
+    src = bvh.read_bvh_channels(path)
     bvh.write_bvh_channels(tmp_path / "copy.bvh", src)
     back = bvh.read_bvh_channels(tmp_path / "copy.bvh")
     assert back.names == src.names and back.parents == src.parents and back.channels == src.channels
@@ -184,25 +200,21 @@ def test_realdata_raw_round_trip_is_exact(tmp_path, row):
     assert np.array_equal(bvh.bvh_positions(back), bvh.bvh_positions(src))
 
 
-@needs_realdata
-@pytest.mark.parametrize("name", ["dataset-1_walk_normal_001.bvh", "131_01.bvh", "walk_forward.bvh"])
-def test_realdata_positions_round_trip(tmp_path, name):
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=round_trip_ids)
+def test_real_positions_round_trip(tmp_path, path):
     """write_bvh on a skeleton read from a file (Bandai's translating Hips, CMU's zero-length hip joints)."""
-    row = next(r for r in CLIPS if r["path"].endswith(name))
-    x, skel, fps = bvh.read_bvh(REALDATA / row["path"])
+    x, skel, fps = bvh.read_bvh(path)
     bvh.write_bvh(tmp_path / "out.bvh", x, skel, fps)
     y, skel2, fps2 = bvh.read_bvh(tmp_path / "out.bvh")
     assert skel2.joint_names == skel.joint_names and abs(fps2 - fps) < 1e-6 * fps
     assert np.abs(y - x).max() < 1e-5
 
 
-@needs_realdata
-@pytest.mark.parametrize("name", ["dataset-1_walk_normal_001.bvh", "131_01.bvh", "walk_forward.bvh"])
-def test_realdata_pruned_skeleton_round_trip(tmp_path, name):
-    """The skeleton a BVH folder trains on (data.prune_skeleton: no static root, no joint sitting on its parent)
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=round_trip_ids)
+def test_real_pruned_skeleton_round_trip(tmp_path, path):
+    """The skeleton a BVH folder trains on (bvh.prune_skeleton: no static root, no joint sitting on its parent)
     is what sample.py writes with: its positions come back through write_bvh -> read_bvh."""
-    row = next(r for r in CLIPS if r["path"].endswith(name))
-    x, skel, fps = bvh.read_bvh(REALDATA / row["path"])
+    x, skel, fps = bvh.read_bvh(path)
     keep, pruned = bvh.prune_skeleton(x, skel)
     assert pruned.joint_names == tuple(skel.joint_names[j] for j in keep) and len(pruned.face_joints) == 4
     bvh.write_bvh(tmp_path / "out.bvh", x[:, keep], pruned, fps)

@@ -1,9 +1,11 @@
-"""A folder of BVH files as a dataset (--data bvh) and the skeleton a checkpoint carries (CPU, offline, ~15 s):
+"""A folder of BVH files as a dataset (bvh.load_bvh_folder, --data bvh) and the skeleton a checkpoint carries
+(CPU, offline, ~15 s):
 
     python -m pytest -q tests/test_bvh_folder.py
 
 Folders are written in the test with write_bvh (smooth motions at 30, 60 and 120 fps on SMPL's skeleton) and
-compared with features computed directly from the joints; the real-data tests skip without ../shared/realdata.
+compared with features computed directly from the joints. Real folders: the slices in tests/fixtures/bvh always,
+the whole ../shared/realdata folders when present (NERM_REALDATA=<dir> points elsewhere).
 """
 import csv
 import os
@@ -17,12 +19,14 @@ import numpy as np
 import pytest
 import torch
 
+import bvh
 import data
 from data import SMPL22
 
 ROOT = Path(__file__).resolve().parents[1]
-REALDATA = ROOT.parent / "shared" / "realdata"
-needs_realdata = pytest.mark.skipif(not (REALDATA / "manifest.csv").exists(), reason=f"{REALDATA} is absent")
+FIXTURES = ROOT / "tests" / "fixtures" / "bvh"
+REALDATA = Path(os.environ.get("NERM_REALDATA", ROOT.parent / "shared" / "realdata"))
+HAS_REALDATA = (REALDATA / "manifest.csv").exists()
 FILES = {"walk30": 30, "kick60": 60, "wave120": 120, "jump30": 30, "turn60": 60, "spin120": 120}
 
 
@@ -52,7 +56,7 @@ def _file_skeleton(names):
     """SMPL22 re-indexed in the given joint order (what read_bvh rebuilds from a written file)."""
     idx = [SMPL22.joint_names.index(n) for n in names]
     parents = [idx.index(SMPL22.parents[j]) if SMPL22.parents[j] >= 0 else -1 for j in idx]
-    return data._bvh_skeleton("x", names, parents, SMPL22.offsets()[idx], 30.0)
+    return bvh._bvh_skeleton("x", names, parents, SMPL22.offsets()[idx], 30.0)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def folder(tmp_path_factory):
     joints = {}
     for k, (stem, fps) in enumerate(FILES.items()):
         joints[stem] = smooth_motion(fps, seed=k)
-        data.write_bvh(d / f"{stem}.bvh", joints[stem], SMPL22, fps)
+        bvh.write_bvh(d / f"{stem}.bvh", joints[stem], SMPL22, fps)
     (d / "texts" / "walk30.txt").write_text("a person walks forward#a/DET person/NOUN#0.0#0.0\nsomeone strolls\n")
     (d / "texts" / "kick60.txt").write_text("a person kicks\n")
     return d, joints
@@ -76,7 +80,7 @@ def all_files(d):
 def test_folder_loads_with_native_fps_captions_and_crc_split(folder):
     d, joints = folder
     before = all_files(d)
-    sets = {s: data.load_dataset("bvh", str(d), s) for s in ("train", "val", "test")}
+    sets = {s: bvh.load_bvh_folder(str(d), s) for s in ("train", "val", "test")}
     assert all_files(d) == before                                    # nothing written into the folder
     # the documented split: files ordered by CRC-32 of the stem, the last one test, the one before val
     order = sorted(FILES, key=lambda s: (zlib.crc32(s.encode()), s))
@@ -109,11 +113,11 @@ def test_csv_labels_split_files_and_fixed_mode(folder, tmp_path):
     (d / "train.txt").write_text("walk30\nkick60\nwave120\n")
     (d / "val.txt").write_text("jump30\n")
     (d / "test.txt").write_text("turn60\nspin120\n")
-    train = data.load_dataset("bvh", str(d), "train")
+    train = bvh.load_bvh_folder(str(d), "train")
     assert train.names == ["walk30", "kick60", "wave120"] and train.fps.tolist() == [30, 60, 120]
     assert train.captions == [["a person walks", "someone walks"], [], []] and train.actions == ["walk", "kick", ""]
-    assert data.load_dataset("bvh", str(d), "test").names == ["turn60", "spin120"]
-    fixed = data.load_dataset("bvh", str(d), "train", fps_mode="fixed")
+    assert bvh.load_bvh_folder(str(d), "test").names == ["turn60", "spin120"]
+    fixed = bvh.load_bvh_folder(str(d), "train", fps_mode="fixed")
     assert (fixed.fps == 20).all()
     for xn, xf, f in zip(train.features, fixed.features, train.fps):   # 20 fps rows: every (f/20)-th native row
         assert len(xf) == int((len(xn) - 1) / f * 20 + 1e-6) + 1
@@ -121,7 +125,7 @@ def test_csv_labels_split_files_and_fixed_mode(folder, tmp_path):
             np.testing.assert_allclose(xf, xn[::int(f // 20)][:len(xf)], atol=1e-5)
     (d / "val.txt").write_text("jump30\nmissing_file\n")
     with pytest.raises(data.DataError, match="val.txt lists \\['missing_file'\\]"):
-        data.load_dataset("bvh", str(d), "val")
+        bvh.load_bvh_folder(str(d), "val")
 
 
 def test_mismatched_hierarchy_names_both_files(folder, tmp_path):
@@ -129,15 +133,17 @@ def test_mismatched_hierarchy_names_both_files(folder, tmp_path):
     d = tmp_path / "mixed"
     d.mkdir()
     (d / "a_walk30.bvh").write_bytes((src / "walk30.bvh").read_bytes())
-    data.write_bvh(d / "b_kit.bvh", smooth_motion(30, skeleton=data.KIT21), data.KIT21, 30)
+    bvh.write_bvh(d / "b_kit.bvh", smooth_motion(30, skeleton=data.KIT21), data.KIT21, 30)
     with pytest.raises(data.DataError) as err:
-        data.load_dataset("bvh", str(d), "train")
+        bvh.load_bvh_folder(str(d), "train")
     assert "b_kit.bvh and " in str(err.value) and "a_walk30.bvh have different hierarchies" in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DataError, match="no .bvh files"):
-        data.load_dataset("bvh", str(tmp_path / "empty"), "train")
+        bvh.load_bvh_folder(str(tmp_path / "empty"), "train")
     with pytest.raises(data.DataError, match="not found"):
-        data.load_dataset("bvh", str(tmp_path / "nope"), "train")
+        bvh.load_bvh_folder(str(tmp_path / "nope"), "train")
+    with pytest.raises(data.DataError, match="bvh.load_bvh_folder"):        # data.py knows no BVH: it says where
+        data.load_dataset("bvh", str(src), "train")
 
 
 def test_other_subject_is_retargeted_and_tpose_frame_dropped(folder, tmp_path):
@@ -147,12 +153,12 @@ def test_other_subject_is_retargeted_and_tpose_frame_dropped(folder, tmp_path):
     (d / "a_walk30.bvh").write_bytes((src / "walk30.bvh").read_bytes())
     tall = replace(SMPL22, bone_lengths=tuple(1.2 * b for b in SMPL22.bone_lengths))
     x = smooth_motion(60, seed=7, skeleton=tall)
-    data.write_bvh(d / "b_tall60.bvh", x, tall, 60)
+    bvh.write_bvh(d / "b_tall60.bvh", x, tall, 60)
     # a converter's T-pose as frame 0 (CMU's BVH conversions): identity rotations at frame 0's root
     tpose = data.forward_kinematics(np.tile(np.eye(3), (1, 22, 1, 1)), joints["walk30"][:1, 0], SMPL22)
-    data.write_bvh(d / "c_tpose30.bvh", np.concatenate([tpose, joints["walk30"]]), SMPL22, 30)
+    bvh.write_bvh(d / "c_tpose30.bvh", np.concatenate([tpose, joints["walk30"]]), SMPL22, 30)
     (d / "train.txt").write_text("a_walk30\nb_tall60\nc_tpose30\n")
-    ms = data.load_dataset("bvh", str(d), "train")
+    ms = bvh.load_bvh_folder(str(d), "train")
     skel = ms.skeleton
     # every sequence is on the reference's (the first file's) bones: 1.2 times shorter for the tall subject
     rec = data.features_to_joints(data.features_per_frame(ms.features[1], 60.0), skel)
@@ -163,7 +169,7 @@ def test_other_subject_is_retargeted_and_tpose_frame_dropped(folder, tmp_path):
     assert abs(np.linalg.norm((rec[-1, 0] - rec[0, 0])[[0, 2]]) - walked / 1.2) < 1e-3
     # the T-pose frame is gone: the same features as the file without it
     np.testing.assert_allclose(ms.features[2], ms.features[0], atol=1e-5)
-    assert len(data.drop_tpose(joints["walk30"])) == len(joints["walk30"])
+    assert len(bvh.drop_tpose(joints["walk30"])) == len(joints["walk30"])
 
 
 def test_prune_drops_a_static_root_and_joints_on_their_parent():
@@ -172,7 +178,7 @@ def test_prune_drops_a_static_root_and_joints_on_their_parent():
     parents = [-1] + [p + 1 if p >= 0 else 0 for p in SMPL22.parents] + [21]   # pelvis under a static root
     off = np.concatenate([[[0.0, 0, 0]], SMPL22.offsets(), [[0.0, 0, 0]]])
     big = np.concatenate([np.zeros((len(x), 1, 3)), x, x[:, 20:21]], axis=1)   # the end sits on l_wrist
-    keep, skel = data.prune_skeleton(big, data._bvh_skeleton("b", names, parents, off, 30.0))
+    keep, skel = bvh.prune_skeleton(big, bvh._bvh_skeleton("b", names, parents, off, 30.0))
     assert keep == list(range(1, 23)) and skel.joint_names == SMPL22.joint_names
     assert skel.parents == SMPL22.parents and np.allclose(skel.bone_lengths, SMPL22.bone_lengths)
     assert skel.face_joints == SMPL22.face_joints and set(skel.chains) == set(SMPL22.chains)
@@ -189,7 +195,7 @@ def plain(v):
 
 def test_skeleton_dict_round_trip_and_old_names(folder, tmp_path):
     d, _ = folder
-    _, from_file, _ = data.read_bvh(d / "walk30.bvh")
+    _, from_file, _ = bvh.read_bvh(d / "walk30.bvh")
     for skel in (SMPL22, data.KIT21, from_file):
         dct = data.skeleton_to_dict(skel)
         assert plain(dct)
@@ -229,7 +235,7 @@ def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
             "--eval-every", "0", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     inr = torch.load(s1, weights_only=True)
-    _, file_skel, _ = data.read_bvh(d / "walk30.bvh")
+    _, file_skel, _ = bvh.read_bvh(d / "walk30.bvh")
     carried = data.resolve_skeleton(inr["skeleton"])             # the folder's skeleton (pruning adds rounding)
     assert replace(carried, bone_lengths=None, rest_dirs=None) == replace(
         file_skel, name=d.name, fps=30.0, bone_lengths=None, rest_dirs=None)
@@ -238,22 +244,28 @@ def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     stage1 = Stage1(torch.load(tmp_path / "d.pt", weights_only=True)["inr"], "cpu")
     feats, joints = stage1.decode(torch.randn(stage1.cfg.latent_dim), 1.0, 45.0)
     assert stage1.skeleton == carried and feats.shape == (45, 263) and joints.shape == (45, 22, 3)
-    data.write_bvh(tmp_path / "s.bvh", joints, stage1.skeleton, fps=45.0)   # as sample.py writes it
-    back, skel, fps = data.read_bvh(tmp_path / "s.bvh")
+    bvh.write_bvh(tmp_path / "s.bvh", joints, stage1.skeleton, fps=45.0)   # as sample.py writes it
+    back, skel, fps = bvh.read_bvh(tmp_path / "s.bvh")
     assert abs(fps - 45) < 1e-4
     np.testing.assert_allclose(back[:, [skel.joint_names.index(n) for n in carried.joint_names]], joints, atol=1e-4)
 
 
-@needs_realdata
-@pytest.mark.parametrize("folder_name, n_files, rates, joints, root", [
-    ("bandai_namco/dataset-1/data", 25, {30.0}, 21, "Hips"),   # joint_Root (static) dropped: Hips is the root
-    ("games105", 5, {60.0, 100.0}, 20, "RootJoint"),           # the same 20 joints listed in 3 different orders
-    ("cmu_bvh11", 1, {120.0}, 21, "Hips"),                     # 10 joints on their parents dropped (LHipJoint...)
-])
-def test_realdata_folders_load(folder_name, n_files, rates, joints, root):
-    d = REALDATA / folder_name
+# (folder, files, rates, joints, root) of real BVH folders: the fixtures in every clone, the whole sets with realdata
+REAL_FOLDERS = [
+    (FIXTURES / "cmu", 1, {120.0}, 21, "Hips"),                          # 10 joints on their parents dropped
+    (FIXTURES / "games105", 1, {100.0}, 20, "RootJoint"),                # (LHipJoint...); a 100 fps folder
+] + ([
+    (REALDATA / "bandai_namco/dataset-1/data", 25, {30.0}, 21, "Hips"),  # joint_Root (static) dropped: Hips is the root
+    (REALDATA / "games105", 5, {60.0, 100.0}, 20, "RootJoint"),          # the same 20 joints in 3 different orders
+    (REALDATA / "cmu_bvh11", 1, {120.0}, 21, "Hips"),
+] if HAS_REALDATA else [])
+
+
+@pytest.mark.parametrize("d, n_files, rates, joints, root", REAL_FOLDERS,
+                         ids=[("fixtures/" if FIXTURES in d.parents else "realdata/") + d.name for d, *_ in REAL_FOLDERS])
+def test_real_folders_load(d, n_files, rates, joints, root):
     before = all_files(d)
-    sets = [data.load_dataset("bvh", str(d), s) for s in ("train", "val", "test")]
+    sets = [bvh.load_bvh_folder(str(d), s) for s in ("train", "val", "test")]
     assert all_files(d) == before
     skel = sets[0].skeleton
     assert skel.num_joints == joints and skel.joint_names[0] == root
@@ -264,7 +276,7 @@ def test_realdata_folders_load(folder_name, n_files, rates, joints, root):
     # features give back the files' motion: joints recovered from the first train sequence vs the file read directly
     stem = sets[0].names[0]
     path = next(p for p in map(Path, before) if p.stem == stem)
-    x, file_skel, fps = data.read_bvh(path)
+    x, file_skel, fps = bvh.read_bvh(path)
     x = x[:, [file_skel.joint_names.index(n) for n in skel.joint_names]]
     rec = data.features_to_joints(data.features_per_frame(sets[0].features[0], sets[0].fps[0]), skel)
     # compare root-relative poses (the features put frame 0 at the origin facing +Z, so compare shapes per frame)

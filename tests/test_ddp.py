@@ -137,7 +137,7 @@ def test_inr_ddp_step_equals_one_process_on_both_batches(runs, small_dataset):
         group["lr"] = train_inr.get_lr(2, base, 3)
     # rank r's 4 clips and latent noise (its seeds: seed + step + r), concatenated into one batch of 8
     train_set = data.load_dataset("synthetic", small_dataset, "train", "native")
-    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, time_norm=True)
+    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std)
     parts = []
     for rank in range(2):
         g = torch.Generator().manual_seed(0 + 2 + rank)
@@ -145,9 +145,9 @@ def test_inr_ddp_step_equals_one_process_on_both_batches(runs, small_dataset):
             torch.manual_seed(0 + 2 + rank)
             x, t, s, idx = sampler.sample(torch.randint(0, len(sampler), (4,), generator=g), 8, generator=g)
             z, prior = model.latents(idx)  # (4, Z), (4,): this rank's reparameterization noise
-        parts.append((z, t, s, x, prior))
-    z, t, s, x, prior = (torch.cat(p) for p in zip(*parts))
-    loss = F.mse_loss(model.decoder(z, t, s), x) + cfg.kl_weight * prior.mean()  # NeRM.forward's loss
+        parts.append((z, t, sampler.duration[idx], s, x, prior))
+    z, t, dur, s, x, prior = (torch.cat(p) for p in zip(*parts))
+    loss = F.mse_loss(model.decoder(z, t, dur, s), x) + cfg.kl_weight * prior.mean()  # NeRM.forward's loss
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -177,9 +177,9 @@ def test_diffusion_ddp_step_equals_one_process_on_both_batches(runs):
         cond = [captions[i][p % len(captions[i])] for i, p in zip(idx.tolist(), pick.tolist())]
         with torch.random.fork_rng():  # noise levels, condition drops and dropout as rank r drew them
             torch.manual_seed(0 + 1 + rank)
-            losses.append(model.loss(z0, cond, duration[idx]))
+            losses.append(model(z0, cond, duration[idx]))
     # a mean over equal halves: the loss of the 8 latents together (its noise levels and drops are drawn
-    # inside .loss, so the halves are computed apart, each with its rank's random stream)
+    # inside forward, so the halves are computed apart, each with its rank's random stream)
     optimizer.zero_grad()
     ((losses[0] + losses[1]) / 2).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # on the averaged gradient, as after DDP

@@ -175,9 +175,10 @@ def test_vocab():
     assert v.words[:2] == ["<pad>", "<unk>"] and v.words[2] == "a"  # most frequent first
     ids = v.encode(["Walks, FORWARD!!", "a zebra walks forward slowly"], max_words=32)
     assert ids.shape == (2, 5) and ids[0, 2:].tolist() == [Vocab.PAD] * 3
-    assert v.decode(ids[0]) == "walks forward"
-    assert v.decode(ids[1]) == "a <unk> walks forward <unk>"
-    assert v.decode(v.encode(["doesn't"])[0]) == "doesnt"
+    words = lambda row: " ".join(v.words[i] for i in row.tolist() if i != Vocab.PAD)  # noqa: E731
+    assert words(ids[0]) == "walks forward"
+    assert words(ids[1]) == "a <unk> walks forward <unk>"
+    assert words(v.encode(["doesn't"])[0]) == "doesnt"
     assert v.encode(["a b c d e f"], max_words=4).shape == (1, 4)
     for empty in ["", "   ", "?!.,"]:
         with pytest.raises(ValueError, match="empty text"):
@@ -186,7 +187,7 @@ def test_vocab():
     buf = io.BytesIO()
     torch.save({"vocab": v.to_list()}, buf)
     buf.seek(0)
-    w = Vocab.from_list(torch.load(buf, weights_only=True)["vocab"])
+    w = Vocab(torch.load(buf, weights_only=True)["vocab"])
     assert torch.equal(w.encode(CAPTIONS), v.encode(CAPTIONS))
 
 
@@ -213,7 +214,7 @@ def test_overfits_four_action_latents():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
     for _ in range(steps):
         a = torch.randint(0, 4, (64,))
-        loss = model.loss(z_class[a], a, torch.full((64,), 2.0))
+        loss = model(z_class[a], a, torch.full((64,), 2.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -236,7 +237,7 @@ def test_rebuild_from_checkpoint(cond):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     z0 = torch.randn(3, 32)
     c = {"text": CAPTIONS, "action": torch.arange(3), "none": None}[cond]
-    model.loss(z0, c, torch.tensor([1.0, 2.0, 3.0])).backward()
+    model(z0, c, torch.tensor([1.0, 2.0, 3.0])).backward()
     opt.step()
     model.set_latent_stats(z0)
     buf = io.BytesIO()

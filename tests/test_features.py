@@ -3,9 +3,11 @@ Tests of the HumanML3D feature pipeline in data.py (CPU, offline, a few seconds)
 
     python -m pytest -q tests/test_features.py          # add -s to print the per-file error table
 
-The reference tests compare against HumanML3D files published by upstream and by forks that re-ran its
-pipeline (../shared/realdata/humanml3d); they skip when that folder is absent.
+The reference tests compare against HumanML3D files published by upstream and by a fork that re-ran its pipeline:
+tests/fixtures/humanml3d (in the repository, always run) and, when present, the larger set in
+../shared/realdata/humanml3d (NERM_REALDATA=<dir> points elsewhere; a missing folder only skips that part).
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ import pytest
 import data  # noqa: E402
 from data import KIT21, SMPL22  # noqa: E402
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-REF_JOINTS = sorted((REALDATA / "humanml3d").glob("*/new_joints/*.npy"))
-needs_realdata = pytest.mark.skipif(not REF_JOINTS, reason=f"no reference pairs under {REALDATA}")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REALDATA = Path(os.environ.get("NERM_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
+REF_JOINTS = (sorted((FIXTURES / "humanml3d").glob("*/new_joints/*.npy"))
+              + sorted((REALDATA / "humanml3d").glob("*/new_joints/*.npy")))
+UPSTREAM = FIXTURES / "humanml3d" / "EricGuo5513_HumanML3D" / "new_joints" / "012314.npy"
 
 
 def _ref_pair(path):
@@ -24,7 +28,13 @@ def _ref_pair(path):
 
 
 def _ref_id(path):
-    return f"{path.parts[-3]}/{path.stem}"
+    where = "fixtures" if FIXTURES in path.parents else "realdata"
+    return f"{where}/{path.parts[-3]}/{path.stem}"
+
+
+def test_the_fixture_pairs_are_there():
+    """The golden files travel with the repository: a clone without them would silently test less."""
+    assert UPSTREAM.exists() and len([p for p in REF_JOINTS if FIXTURES in p.parents]) >= 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +68,8 @@ def _synthetic_joints(skeleton, seconds=4.0, fps=20.0, seed=0):
 
 
 def _normalized(joints, skeleton):
-    """Step 2 of DESIGN §2 written with angles: floor, frame-0 root at the xz origin, frame 0 facing +Z."""
+    """Step 2 of HumanML3D's process_file written with angles: floor, frame-0 root at the xz origin, frame 0
+    facing +Z."""
     p = joints - np.array([0.0, joints[..., 1].min(), 0.0])
     p = p - p[0, 0] * np.array([1.0, 0.0, 1.0])
     r_hip, l_hip, r_sdr, l_sdr = skeleton.face_joints
@@ -73,7 +84,6 @@ def _normalized(joints, skeleton):
 # reference files
 
 
-@needs_realdata
 @pytest.mark.parametrize("path", REF_JOINTS, ids=_ref_id)
 def test_features_to_joints_matches_reference(path):
     joints, vecs = _ref_pair(path)
@@ -85,7 +95,6 @@ def test_features_to_joints_matches_reference(path):
     assert err < 1e-4
 
 
-@needs_realdata
 @pytest.mark.parametrize("path", REF_JOINTS, ids=_ref_id)
 def test_joints_to_features_matches_reference(path):
     joints, vecs = _ref_pair(path)
@@ -102,10 +111,9 @@ def test_joints_to_features_matches_reference(path):
         assert errs[group] < 1e-3, (group, errs[group])
 
 
-@needs_realdata
 def test_right_minus_left_hips_in_ik_would_not_match_reference(monkeypatch):
     # why inverse_kinematics keeps HumanML3D's swapped hips: the unswapped vector is far from the published data
-    joints, vecs = _ref_pair(next(p for p in REF_JOINTS if "EricGuo5513" in str(p)))
+    joints, vecs = _ref_pair(UPSTREAM)
     facing = data._facing
     monkeypatch.setattr(data, "_facing", lambda j, s, swap_hips=False: facing(j, s, swap_hips=False))
     n = len(joints) - 61

@@ -1,4 +1,7 @@
 """Stage-1 model tests: python -m pytest -q tests/test_inr.py"""
+import os
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -42,18 +45,19 @@ def test_inr_overfits_one_sequence():
     torch.manual_seed(0)
     cfg = nerm.INRConfig(feature_dim=8, num_sequences=1, hidden=128, n_blocks=2, latent_dim=16)
     model = nerm.NeRM(cfg)
-    t = torch.linspace(0, 1, 600)[None]                       # 5 s at 120 fps, normalized time
-    x = torch.stack([torch.sin(2 * torch.pi * (k + 1) * 5 * 12 * t / 5) for k in range(8)], -1) # (1, 600, 8)
+    t = torch.arange(600)[None] / 120.0                       # (1, 600) seconds: 5 s at 120 fps
+    dur = torch.tensor([599 / 120.0])
+    x = torch.stack([torch.sin(2 * torch.pi * (k + 1) * 12 * t / 5) for k in range(8)], -1)  # (1, 600, 8)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     idx, fps = torch.zeros(1, dtype=torch.long), torch.tensor([120.0])
     for _ in range(600):
         k = torch.randint(0, 600, (64,))
-        _, loss, recon, _ = model(idx, t[:, k], fps, x[:, k])
+        _, loss, recon, _ = model(idx, t[:, k], dur, fps, x[:, k])
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    err = F.mse_loss(nerm.decode(model.decoder, model.latents.mu[:1], t, fps), x).item()
+    err = F.mse_loss(nerm.decode(model.decoder, model.latents.mu[:1], 120.0, float(dur)), x).item()
     assert err < 0.02, err  # the variance of the target is 0.5
 
 
@@ -61,26 +65,97 @@ def test_fit_latents_recovers_a_known_latent():
     """Auto-decoder inference: with the decoder frozen, fitting z to its own output finds a z that decodes
     to the same poses."""
     torch.manual_seed(0)
-    cfg = nerm.INRConfig(feature_dim=6, num_sequences=1, hidden=64, n_blocks=1, latent_dim=8)
+    cfg = nerm.INRConfig(feature_dim=6, num_sequences=1, hidden=64, n_blocks=1, latent_dim=8, kl_weight=0.0)
     dec = nerm.INRDecoder(cfg)
     z_true = torch.randn(2, 8)
-    t = torch.rand(2, 50)
+    t, dur = torch.rand(2, 50) * 3, torch.tensor([3.0, 3.0])
     fps = torch.tensor([30.0, 30.0])
     with torch.no_grad():
-        x = dec(z_true, t, fps)
+        x = dec(z_true, t, dur, fps)
 
     def clip():
-        return torch.tensor([0, 1]), t, fps, x
+        return torch.tensor([0, 1]), t, dur, fps, x
 
-    z = nerm.fit_latents(dec, clip, 2, 8, steps=400, lr=0.05, kl_weight=0.0)
+    z = nerm.fit_latents(dec, clip, 2, steps=400, lr=0.05)
     with torch.no_grad():
-        assert F.mse_loss(dec(z, t, fps), x).item() < 1e-3 * x.var().item()
+        assert F.mse_loss(dec(z, t, dur, fps), x).item() < 1e-3 * x.var().item()
     assert all(p.requires_grad for p in dec.parameters())
 
 
-def test_chunked_decode_equals_one_pass():
-    cfg = nerm.INRConfig(feature_dim=5, num_sequences=2, hidden=32, n_blocks=1)
-    dec = nerm.INRDecoder(cfg).eval()
-    z, t, fps = torch.randn(2, 256), torch.rand(2, 333), torch.tensor([20.0, 120.0])
+def random_decoder(**kw):
+    """A decoder whose output depends on all its inputs (random read-out), with non-trivial statistics."""
+    torch.manual_seed(0)
+    dec = nerm.INRDecoder(nerm.INRConfig(feature_dim=5, num_sequences=2, hidden=32, n_blocks=1, **kw)).eval()
+    dec.mean.copy_(torch.randn(5))
+    dec.std.copy_(torch.rand(5) + 0.5)
+    return dec
+
+
+def test_decode_is_the_decoder_on_the_frame_grid_in_real_units():
+    """decode(z, fps, seconds) = std * f(z, k / fps, seconds, fps) + mean for k = 0 .. floor(fps * seconds),
+    computed here independently, for sequences of different durations in one batch and in small chunks."""
+    dec = random_decoder()
+    z, seconds = torch.randn(2, 256), torch.tensor([2.5, 1.7])
+    for fps in (20.0, 29.97, 120.0):
+        out = nerm.decode(dec, z, fps, seconds, chunk=64, row=32)
+        assert out.shape[1] == int(2.5 * fps + 1e-6) + 1
+        for i in range(2):
+            T = int(float(seconds[i]) * fps + 1e-6) + 1
+            assert nerm.num_frames(fps, float(seconds[i])) == T
+            t = torch.arange(T)[None].double() / fps               # exactly k / fps
+            with torch.no_grad():
+                ref = dec(z[i:i + 1], t.float(), seconds[i:i + 1], torch.tensor([fps]))[0] * dec.std + dec.mean
+            torch.testing.assert_close(out[i, :T], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_time_is_normalized_by_the_duration_inside_the_decoder():
+    """With time_norm, f(z, t, duration) equals the same network reading t / duration as raw time."""
+    dec, raw = random_decoder(), random_decoder(time_norm=False)
+    raw.load_state_dict(dec.state_dict())
+    z, t, dur, fps = torch.randn(2, 256), torch.rand(2, 9) * 4, torch.tensor([4.0, 2.5]), torch.tensor([30.0, 60.0])
     with torch.no_grad():
-        assert torch.allclose(nerm.decode(dec, z, t, fps, chunk=64), dec(z, t, fps), atol=1e-6)
+        torch.testing.assert_close(dec(z, t, dur, fps), raw(z, t / dur[:, None], torch.ones(2), fps))
+        assert not torch.allclose(dec(z, t, dur, fps), dec(z, t, dur * 2, fps), atol=1e-4)  # duration matters
+        assert not torch.allclose(dec(z, t, dur, fps), dec(z, t, dur, fps * 2), atol=1e-4)  # so does the rate
+
+
+def test_frames_are_one_over_fps_apart_at_every_rate():
+    """The same z at 20 and 40 fps: every second 40 fps frame is the 20 fps frame at the same instant. The
+    decoder is told at most 20 fps here (max_fps), so nothing but the time grid differs; a grid spaced by
+    seconds / (T - 1) instead of 1 / fps would drift apart more and more with time."""
+    dec = random_decoder(max_fps=20.0)
+    z = torch.randn(3, 256)
+    a, b = nerm.decode(dec, z, 20.0, 3.0), nerm.decode(dec, z, 40.0, 3.0)
+    assert a.shape[1] == 61 and b.shape[1] == 121
+    torch.testing.assert_close(b[:, ::2], a, atol=1e-5, rtol=1e-5)
+    # above max_fps the decoder is told max_fps: 120 fps decoding equals what 20 fps tells it
+    dec120 = random_decoder(max_fps=120.0)
+    c = nerm.decode(dec120, z, 40.0, 3.0)
+    assert not torch.allclose(c[:, ::2], nerm.decode(dec120, z, 20.0, 3.0), atol=1e-4)
+
+
+def test_chunked_decode_equals_one_pass():
+    dec = random_decoder()
+    z = torch.randn(2, 256)
+    torch.testing.assert_close(nerm.decode(dec, z, 120.0, 2.7, chunk=64, row=16), nerm.decode(dec, z, 120.0, 2.7),
+                               atol=1e-6, rtol=1e-6)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A crash in the middle of writing (here: torch.save raising after half the bytes) leaves the previous
+    checkpoint intact and no temp file; a successful write replaces it whole."""
+    path = tmp_path / "inr.pt"
+    nerm.save_checkpoint({"step": 1}, str(path))
+    real_save = torch.save
+
+    def crash(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        nerm.save_checkpoint({"step": 2}, str(path))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert nerm.load_file(str(path))["step"] == 1 and os.listdir(tmp_path) == ["inr.pt"]
+    nerm.save_checkpoint({"step": 3}, str(path))
+    assert nerm.load_file(str(path))["step"] == 3 and os.listdir(tmp_path) == ["inr.pt"]

@@ -18,7 +18,7 @@ import data
 import prepare
 
 RIGHT, LEFT = [2, 5, 8, 11, 14, 17, 19, 21], [1, 4, 7, 10, 13, 16, 18, 20]
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+REALDATA = Path(os.environ.get("NERM_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 INDEX = REALDATA / "humanml3d" / "EricGuo5513_HumanML3D" / "index.csv"
 
 
@@ -308,6 +308,28 @@ def test_existing_output_is_not_overwritten_and_missing_inputs_say_what_is_expec
     with pytest.raises(data.DataError, match="amass.is.tue.mpg.de") as e:
         prepare.main(bad + ["--out", str(tmp_path / "other")])
     assert "EricGuo5513/HumanML3D" in str(e.value) and "model.npz" in str(e.value)
+
+
+def test_a_new_name_with_a_path_is_refused_before_anything_is_written(amass_inputs, tmp_path):
+    """index.csv's new_name becomes a file name under --out: '../../x' would write outside it."""
+    hml = tmp_path / "HumanML3D"
+    (hml / "HumanML3D").mkdir(parents=True)
+    for f in ("texts", "train.txt", "val.txt", "test.txt"):
+        src = amass_inputs["root"] / "HumanML3D" / "HumanML3D" / f
+        (hml / "HumanML3D" / f).symlink_to(src, target_is_directory=src.is_dir())
+    with open(amass_inputs["root"] / "HumanML3D" / "index.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[2][3] = "../../x.npy"                                   # the second source, so the first is fine
+    with open(hml / "index.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    argv = amass_inputs["argv"].copy()
+    argv[argv.index("--humanml3d") + 1] = str(hml)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(data.DataError, match=r"new_name '\.\./\.\./x' is not a plain file name"):
+        prepare.main(argv + ["--out", str(out)])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before          # no out, no temp folder, no x.npy
+    assert not list(amass_inputs["root"].rglob("x.npy"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+import bvh
 import data
+import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,11 +38,11 @@ def test_sample_files_have_the_requested_rate_and_length(ckpts, tmp_path, fps, s
     r = run("sample.py", "--ckpt", ckpts[1], "--text", "a person walks forward", "--fps", str(fps),
             "--seconds", str(seconds), "--out", out, "--steps", "5", "--no-preview", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    T = round(fps * seconds)
+    T = int(np.floor(fps * seconds + 1e-6)) + 1   # frame k at k / fps, the last at or just before --seconds
     joints = np.load(os.path.join(out, "a_person_walks_forward_0.npy"))
     feats = np.load(os.path.join(out, "a_person_walks_forward_0_features.npy"))
     assert joints.shape == (T, 22, 3) and feats.shape == (T, 263) and np.isfinite(joints).all()
-    bvh_joints, skeleton, bvh_fps = data.read_bvh(os.path.join(out, "a_person_walks_forward_0.bvh"))
+    bvh_joints, skeleton, bvh_fps = bvh.read_bvh(os.path.join(out, "a_person_walks_forward_0.bvh"))
     assert abs(bvh_fps - fps) < 1e-4 * fps
     order = [skeleton.joint_names.index(n) for n in data.SMPL22.joint_names]
     np.testing.assert_allclose(bvh_joints[:, order], joints, atol=1e-4)   # written and read back
@@ -57,18 +59,22 @@ def test_seeds_repeat_and_differ(ckpts, tmp_path):
 
 
 def test_fit_super_resolution(ckpts, tmp_path):
-    low = data.generate_motions(3, seed=5)[0]
+    low = synthetic.generate_motions(3, seed=5)[0]
     joints20 = data.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], 20.0).reshape(-1, 22, 3)
     np.save(tmp_path / "low.npy", joints20)
     r = run("sample.py", "--ckpt", ckpts[1], "--fit", str(tmp_path / "low.npy"), "--fit-fps", "20", "--fps", "100",
             "--out", str(tmp_path / "fit"), "--no-preview", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     seconds = (len(joints20) - 2) / 20.0   # T joints give T-1 feature rows spanning (T-2)/20 s
-    assert np.load(tmp_path / "fit" / "fit_0.npy").shape == (round(100 * seconds), 22, 3)
+    assert np.load(tmp_path / "fit" / "fit_0.npy").shape == (int(np.floor(100 * seconds + 1e-6)) + 1, 22, 3)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--text", "  ?! "], "is empty"),
+    (["--text", "  ?! "], "has no word this model knows"),
+    (["--text", "一个人在走路"], "has no word this model knows"),
+    (["--guidance", "nan"], "--guidance must be a finite number"),
+    (["--steps", "5000"], "--steps in 1..1000"),
+    (["--fit", "x.npy", "--fit-fps", "0"], "--fit-fps must be in"),
     (["--fps", "0"], "--fps must be in"),
     (["--fps", "100000"], "--fps must be in"),
     (["--seconds", "-1"], "--seconds must be in"),
@@ -87,3 +93,53 @@ def test_bad_inputs_get_one_line(ckpts, tmp_path, args, message):
 def test_train_diffusion_refuses_a_stage2_checkpoint_as_stage1(ckpts, tmp_path):
     r = run("train_diffusion.py", "--inr", ckpts[1], "--out", str(tmp_path / "x.pt"), "--steps", "1")
     assert r.returncode != 0 and "expected a stage-1 checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_samples_are_the_decoder_on_the_frame_grid(ckpts, tmp_path):
+    """sample.py's files against an independent computation: the same z (same seed), the decoder evaluated at
+    normalized times k / fps / seconds and told the rate (capped at the training's highest), std * x + mean,
+    velocities turned per frame at --fps, joints recovered. Decoding in seconds, a wrong rate or a wrong
+    velocity conversion anywhere in sample.py's path makes this fail."""
+    import torch
+    import nerm
+    ckpt = torch.load(ckpts[1], weights_only=True)
+    model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).eval()
+    model.load_state_dict(ckpt["model"])
+    text, fps, seconds = "a person walks forward", 45.0, 1.3
+    r = run("sample.py", "--ckpt", ckpts[1], "--text", text, "--fps", str(fps), "--seconds", str(seconds),
+            "--out", str(tmp_path), "--steps", "5", "--no-preview", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    z = model.sample(1, text=text, duration=seconds, guidance=2.5, steps=5, generator=torch.Generator().manual_seed(0))
+    args = dict(ckpt["inr"]["model_args"], time_norm=False)        # the same network, fed time by hand
+    raw = nerm.INRDecoder(nerm.INRConfig(**args)).eval()
+    raw.load_state_dict(ckpt["inr"]["decoder"])
+    T = int(np.floor(fps * seconds + 1e-6)) + 1
+    t = torch.arange(T, dtype=torch.float64)[None] / fps / seconds     # (1, T) normalized time
+    told = torch.tensor([min(fps, args["max_fps"])])
+    with torch.no_grad():
+        x = (raw(z, t.float(), torch.ones(1), told)[0] * raw.std + raw.mean).double().numpy()   # per second
+    vel = data.velocity_mask(data.SMPL22)
+    x[:, vel] /= fps                                                    # per frame at --fps
+    feats = np.load(tmp_path / "a_person_walks_forward_0_features.npy")
+    np.testing.assert_allclose(feats, x, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "a_person_walks_forward_0.npy"), data.features_to_joints(x),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_sample_never_overwrites_without_force(ckpts, tmp_path):
+    """Two prompts with the same first 40 characters (or differing only in case and punctuation) get their own
+    names; a second run into the same folder is refused unless --force, and leaves the files as they were."""
+    a = "a person walks forward and then turns around to the left"
+    b = "A person walks forward and then turns around to the right"
+    args = ["--ckpt", ckpts[1], "--text", a, "--text", b, "--text", "Walks!", "--text", "walks.", "--out",
+            str(tmp_path), "--steps", "3", "--no-preview", "--device", "cpu"]
+    r = run("sample.py", *args)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in tmp_path.glob("*.npy") if not p.name.endswith("_features.npy"))
+    assert len(names) == 4 and len(set(names)) == 4, names
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    r = run("sample.py", *args, "--seed", "1")
+    assert r.returncode != 0 and "already exists" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    r = run("sample.py", *args, "--seed", "1", "--force")
+    assert r.returncode == 0 and {p.name: p.read_bytes() for p in tmp_path.iterdir()} != before

@@ -1,11 +1,15 @@
 """
-Tests of the embedded synthetic dataset (CPU, a few seconds):
+Tests of the embedded synthetic dataset and of writing it (CPU, a few seconds):
 
     python -m pytest tests/test_synthetic.py -q
 """
+import os
+
 import numpy as np
 import pytest
 
+import data
+import synthetic
 from data import SMPL22
 from synthetic import ACTIONS, FRAMERATES, generate_motions
 
@@ -94,3 +98,55 @@ def test_captions(motions):
     texts = " ".join(c for m in motions for c in m["captions"])
     for word in ("left", "right", "slowly", "twice", "walks", "punches"):
         assert word in texts
+
+
+# ----------------------------------------------------------------------------------------------
+# the dataset on disk: synthetic.write_dataset through data.DatasetWriter
+
+
+def test_written_dataset_loads_and_its_statistics_are_the_train_rows(small_dataset):
+    """small_dataset is synthetic.write_dataset(out, 60, seed=0): every generated sequence is there, at its own
+    rate, and Mean/Std are the per-second statistics of the train rows (two passes here, one in the writer)."""
+    motions = {m["name"]: m for m in generate_motions(60, seed=0)}
+    train = data.load_dataset("synthetic", small_dataset, "train")
+    assert sorted(train.names) == sorted(n for n, m in motions.items() if m["split"] == "train" and
+                                         (len(m["joints"]) - 2) / m["fps"] >= 1.0)
+    for name, fps in zip(train.names, train.fps):
+        assert fps == motions[name]["fps"]
+    np.testing.assert_array_equal(np.load(os.path.join(small_dataset, "new_joints", "000000.npy")),
+                                  motions["000000"]["joints"])
+    ids = open(os.path.join(small_dataset, "train.txt")).read().split()
+    allx = np.concatenate([data.features_per_second(np.load(os.path.join(small_dataset, "new_joint_vecs", i + ".npy")),
+                                                    motions[i]["fps"]).astype(np.float64) for i in ids])
+    mean = data.features_per_frame(allx.mean(0)[None], 20.0)[0]
+    std = data.features_per_frame(data.group_std(allx.std(0), SMPL22)[None], 20.0)[0]
+    np.testing.assert_allclose(np.load(os.path.join(small_dataset, "Mean.npy")), mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(os.path.join(small_dataset, "Std.npy")), std, rtol=1e-5, atol=1e-7)
+
+
+def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("someone's data")
+    with pytest.raises(data.DataError, match="already exists"):
+        synthetic.write_dataset(str(out), num=3)
+    with pytest.raises(SystemExit) as e:                      # the CLI: one line, no traceback
+        synthetic.main(["--out", str(out), "--num", "3"])
+    assert str(e.value).startswith("error: ") and "already exists" in str(e.value) and "\n" not in str(e.value)
+    assert os.listdir(out) == ["keep.txt"] and os.listdir(tmp_path) == ["mine"]
+    # an error while writing (here: no train sequence to take Mean/Std from) removes the temporary folder
+    with pytest.raises(data.DataError, match="no sequence of the train split"):
+        with data.DatasetWriter(str(tmp_path / "new"), SMPL22) as w:
+            m = generate_motions(1, seed=0)[0]
+            x = data.joints_to_features(m["joints"], SMPL22, fps=m["fps"])
+            w.add("a", x, m["joints"], m["fps"], ["a person walks#a/DET person/NOUN walk/VERB#0.0#0.0"])
+            w.finish({"train": [], "val": ["a"], "test": []})
+    assert os.listdir(tmp_path) == ["mine"]
+    synthetic.main(["--out", str(tmp_path / "new"), "--num", "6"])
+    assert "wrote 6 sequences" in capsys.readouterr().out and len(os.listdir(tmp_path / "new" / "texts")) == 6
+    assert sorted(os.listdir(tmp_path)) == ["mine", "new"]
+
+
+def test_actions_are_named_functions():
+    assert list(synthetic._ACTION_FNS) == list(ACTIONS) and all(f.__name__ == "_" + a
+                                                               for a, f in synthetic._ACTION_FNS.items())

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import nerm
@@ -24,11 +25,12 @@ def test_train_checkpoint_round_trip_and_resume(small_dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "held-out MRE" in r.stdout and "@120fps" in r.stdout
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["stage"] == 1 and ckpt["step"] == 6 and not os.path.exists(out + ".tmp")
+    assert ckpt["stage"] == 1 and ckpt["step"] == 6 and os.listdir(tmp_path) == ["inr.pt"]   # no temp file left
     model = nerm.NeRM(nerm.INRConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])
     assert model.latents.mu.shape[0] == len(ckpt["sequences"]["names"]) == len(ckpt["sequences"]["captions"])
-    assert ckpt["mean"].shape == (263,) and ckpt["args"]["fps_mode"] == "native"
+    assert model.decoder.mean.shape == (263,) and model.decoder.std.min() > 0 and ckpt["args"]["fps_mode"] == "native"
+    assert model.decoder.cfg.max_fps == max(ckpt["sequences"]["fps"].tolist())
     # resume continues from step 6 to 10 with the saved optimizer state
     r = run("--data-dir", small_dataset, "--out", out, "--resume", *TINY, "--steps", "10")
     assert r.returncode == 0, r.stderr
@@ -63,3 +65,49 @@ def test_lr_schedule_warms_up_and_decays():
     assert train_inr.get_lr(0, 1.0, 1000) == 0.01
     assert abs(train_inr.get_lr(99, 1.0, 1000) - 1.0) < 1e-9
     assert abs(train_inr.get_lr(1000, 1.0, 1000) - 0.1) < 1e-9
+
+
+def test_a_folder_that_is_not_the_embedded_dataset_is_never_touched(tmp_path):
+    """--data-dir with the default --data synthetic: someone's folder (no meta.csv) is refused, not replaced."""
+    mine = tmp_path / "HumanML3D"
+    (mine / "new_joint_vecs").mkdir(parents=True)
+    (mine / "new_joint_vecs" / "000001.npy").write_bytes(b"precious")
+    (mine / "notes.txt").write_text("mine")
+    r = run("--data-dir", str(mine), "--out", str(tmp_path / "x.pt"), *TINY)
+    assert r.returncode != 0 and "is not the embedded dataset" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in mine.rglob("*")) == ["000001.npy", "new_joint_vecs", "notes.txt"]
+    assert (mine / "new_joint_vecs" / "000001.npy").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HumanML3D"]   # no temp folder, no checkpoint
+
+
+def test_an_existing_out_needs_resume_or_force(small_dataset, tmp_path):
+    out = tmp_path / "inr.pt"
+    out.write_bytes(b"an older run")
+    r = run("--data-dir", small_dataset, "--out", str(out), *TINY)
+    assert r.returncode != 0 and "--resume" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    assert out.read_bytes() == b"an older run"
+    r = run("--data-dir", small_dataset, "--out", str(out), "--force", *TINY)
+    assert r.returncode == 0, r.stderr
+    assert torch.load(out, weights_only=True)["step"] == 6
+
+
+def test_resume_refuses_another_run(small_dataset, tmp_path):
+    """Architecture, time normalization and fps mode define a run: --resume with other ones is refused with
+    what differs, and the checkpoint is left as it was."""
+    out = str(tmp_path / "inr.pt")
+    assert run("--data-dir", small_dataset, "--out", out, *TINY).returncode == 0
+    before = open(out, "rb").read()
+    for flags, says in ((["--hidden", "48"], "hidden=32"), (["--no-time-norm"], "time_norm=True"),
+                        (["--fps-mode", "fixed"], "--fps-mode native"), (["--time-enc", "sinusoidal"], "time_enc")):
+        r = run("--data-dir", small_dataset, "--out", out, "--resume", *TINY, "--steps", "8", *flags)
+        assert r.returncode != 0 and says in r.stderr and "another run" in r.stderr, (flags, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert open(out, "rb").read() == before
+
+
+@pytest.mark.parametrize("flag,value", [("--batch", "0"), ("--batch", "-4"), ("--save-every", "0"),
+                                        ("--eval-seqs", "0"), ("--lr", "nan"), ("--clip-len", "1")])
+def test_impossible_settings_get_one_line(tmp_path, flag, value):
+    r = run("--out", str(tmp_path / "x.pt"), flag, value)
+    assert r.returncode == 2 and f"error: {flag}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
