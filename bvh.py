@@ -640,6 +640,6 @@ def load_bvh_folder(data_dir, split="train", fps_mode="native", min_seconds=0.5)
     from the train split, as data.load_dataset computes them when a folder has no Mean.npy.
     """
     ms = _motion_set(data_dir, split, fps_mode, min_seconds)
-    train = ms if split == "train" else _motion_set(data_dir, "train", "native", 0.5)
+    train = ms if split == "train" else _motion_set(data_dir, "train", "native", 0.5)   # train as loaded by default
     ms.mean, ms.std = data.train_statistics(train)
     return ms

@@ -1,63 +1,25 @@
 """
-Evaluate NeRM: the T2M protocol at 20 fps (DESIGN §3), and clip-FID, MRE and the stage-1 ablations by framerate.
+Evaluate NeRM: the T2M text->motion (or action->motion) table at 20 fps, and stage 1's held-out MRE and
+clip-FID at 20/40/60/100/120 fps. Methods, and what each figure means: RESULTS.md.
 
-    python eval.py                                               # text->motion table of runs/diffusion.pt + Real row
+    python eval.py                                                    # text->motion table of runs/diffusion.pt + Real row
     python eval.py --ckpt runs/diffusion.pt runs/diffusion_fixed.pt   # native vs the fixed-20-fps baseline
-    python eval.py --ckpt runs/diffusion_action.pt               # action->motion table (train_diffusion.py --cond action)
-    python eval.py --reps 20 --mm-texts 100 --mm-samples 30      # the paper's R = 20 (slow on a CPU)
-    python eval.py --mre runs/inr.pt runs/inr_fixed.pt --actions punch,shake,kick,stomp   # stage-1 MRE by fps
-    python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt      # clip-FID at 20/40/60/100/120 fps
-    python eval.py --ablations                                   # trains 6 stage-1 variants, prints the paper's tables
+    python eval.py --ckpt runs/diffusion_action.pt                    # action->motion (train_diffusion.py --cond action)
+    python eval.py --reps 20 --mm-texts 100                           # the paper's R = 20 (slow on a CPU)
+    python eval.py --mre runs/inr.pt runs/inr_fixed.pt --actions punch,kick   # stage-1 MRE by fps, val sequences
+    python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt           # clip-FID by fps (stage-1 or stage-2 checkpoints)
+    python eval.py --ckpt /tmp/d.pt --reps 1 --evaluator /tmp/ev.pt --evaluator-steps 50   # a tiny CPU run
 
-The evaluator (T2M trained its own; its weights cannot be downloaded, so this trains one the same way) is
-trained once on the real train motions and saved to runs/evaluator_<data>.pt: a motion encoder (strided
-convolutions and a GRU over 20 fps features without the foot contacts, as T2M's) and a text encoder (learned
-word embeddings and a bidirectional GRU; no GloVe) trained so a caption is nearer its own motion than the
-batch's others (InfoNCE on squared Euclidean distance), and, when the data has action labels, an action
-recognizer (the same convolutions and GRU on the root-relative joint positions and root motion at 20 fps).
-It never sees the model under test. Motions are resampled to 20 fps, at most 196 frames, before it.
-
-Text->motion: one motion per test sequence, with one of its captions drawn at random (as T2M's loader);
-FID against the real *train* motions, R-precision top-1/2/3 in batches of 32, MM-Dist, Diversity (300 pairs,
-or as many as there are motions: 204 on the embedded data), MModality (--mm-texts captions x --mm-samples
-samples, 10 pairs) and the recognizer's accuracy against the sequence's action; "Real" is the held-out
-test motions themselves. Action->motion: FID on the recognizer's features, accuracy, Diversity (200 pairs),
-MModality (per action, 20 pairs). Each figure is mean ± 1.96 σ/√R over --reps replications (new samples,
-captions, batches and pairs each time). The defaults (R = 3, 10 MModality captions) fit a few minutes on
-2 CPU cores; the paper's protocol is --reps 20 --mm-texts 100.
-
-clip-FID at 20/40/60/100/120 fps: FID between real clips and decoded clips of m = 32 frames at that rate
-(the INR's training clip, rather than a fixed duration: at 120 fps it spans 0.26 s, so the embedding is
-about motion within a quarter second, not about which action it is), seen by one encoder per rate,
-trained on real train clips at that rate only (two
-clips of one sequence close, of different sequences apart: no labels needed, so it works on HumanML3D).
-Its input per frame is the root channels, the root-relative joints and their velocity and acceleration by
-finite differences at that rate (per s, per s²). Only sequences recorded at >= the rate give clips at it.
-Reference: real clips of the val sequences. Generated side, per stage-1 checkpoint, two rows:
-  fit    the same val sequences, latents fitted with the decoder frozen on what its training saw (as MRE),
-         decoded at the rate and cut at the same places: how much of the detail the representation holds;
-  prior  z ~ N(m, C), the Gaussian of all training latents (for a variational model C includes the mean
-         posterior variance), decoded for the val durations, same places: a stand-in for a generator that
-         misses the training latents, where the paper's non-variational ablation differs (DESIGN §1).
-A stage-2 checkpoint gets one row, z sampled from the val captions. Floors: "real via 20 fps" is the val
-clips cut from the sequences resampled to 20 fps first (what fixed-rate preprocessing loses at best; the
-fit rows compare the very same clips, so their floor is 0), "real (test)" other real sequences (the floor
-of the prior and sample rows; at 100-120 fps only ~35 sequences per split are recorded that fast, so
-which sequences they are dominates it).
-
---ablations trains (subprocess train_inr.py, --ablation-steps each, into runs/ablations/, skipping the
-finished ones so a rerun resumes) codebook (the default), sinusoidal and no time encoding, the
-non-variational auto-decoder, time in seconds, and fixed-20-fps training, then prints the paper's tables.
-Measured on 2 CPU cores shared with other jobs (load 1-4): 2,501 s in all, the six trainings 230-500 s
-each (one thread; ~150 s each on idle cores, README), their evaluation 318 s; the clip encoders, already
-trained there, add 124 s on a first run.
+The evaluators are trained here on the real train motions, as T2M (EricGuo5513/text-to-motion) trained its
+own (its weights cannot be downloaded), and saved once: runs/evaluator_<data>.pt, runs/clip_evaluator_<data>.pt.
+The paper's stage-1 ablations (six trainings, then --mre and --clip-fid): python bench.py --only ablations
 """
 import argparse
+import json
 import os
-import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
 import numpy as np
 import torch
@@ -69,7 +31,9 @@ import nerm
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
-parser.add_argument("--data", default="synthetic", help="dataset the checkpoints were trained on")
+parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints: MRE at each fps instead of the T2M table")
+parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: clip-FID at each fps instead")
+parser.add_argument("--data", default="synthetic", help="dataset the checkpoints were trained on (synthetic, humanml3d, kit, bvh)")
 parser.add_argument("--data-dir", default=None, help="dataset directory (default: data/<name>)")
 parser.add_argument("--evaluator", default=None, help="evaluator file (default: runs/evaluator_<data>.pt, trained if absent)")
 parser.add_argument("--clip-evaluator", default=None, help="clip-FID encoders (default: runs/clip_evaluator_<data>.pt)")
@@ -80,19 +44,73 @@ parser.add_argument("--mm-texts", type=int, default=10, help="MModality: caption
 parser.add_argument("--mm-samples", type=int, default=30, help="MModality: samples per caption or action (paper: 30)")
 parser.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
 parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
-parser.add_argument("--seed", type=int, default=0, help="random seed")
-parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints to compare by MRE at each fps")
 parser.add_argument("--actions", default=None, help="with --mre: only val sequences of these actions (comma-separated)")
 parser.add_argument("--max-seqs", type=int, default=64, help="with --mre: at most this many val sequences")
-parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: clip-FID at each fps")
 parser.add_argument("--clips-per-seq", type=int, default=8, help="clip-FID: clips cut from each sequence")
-parser.add_argument("--ablations", action="store_true", help="train the stage-1 ablation variants and print the tables")
-parser.add_argument("--ablation-steps", type=int, default=3000, help="training steps of each ablation variant")
-parser.add_argument("--ablation-dir", default="runs/ablations", help="where the ablation checkpoints go")
+parser.add_argument("--json", default=None, help="also write the figures (every replication, mean, CI) to this JSON file")
+parser.add_argument("--seed", type=int, default=0, help="random seed")
 EVAL_FPS = (20, 40, 60, 100, 120)  # the paper's framerate columns
 EVAL_RATE, MAX_FRAMES = 20.0, 196   # the standard evaluators see 20 fps, at most 196 frames
 CLIP_M = 32                         # clip-FID: frames per clip at every rate, as the INR's training clips
 R_PRECISION_BATCH = 32              # T2M: R-precision ranks each text among 32 motions
+
+
+# ---- data, checkpoints and the one decoding path (nerm.decode) ----
+
+def load_split(name, data_dir, split, fps_mode="native"):
+    """One split of a dataset: a folder of BVH files through bvh.py, anything else in the HumanML3D layout."""
+    if name == "bvh":
+        import bvh   # only this dataset needs the BVH reader
+        return bvh.load_bvh_folder(data_dir, split, fps_mode)
+    return data.load_dataset(name, data_dir or os.path.join("data", name), split, fps_mode)
+
+
+Stage2 = namedtuple("Stage2", "ckpt model decoder")   # a stage-2 checkpoint, its DDPM and the INR decoder it carries
+
+
+def load_stage2(path):
+    ckpt = nerm.load_checkpoint(path, stage=2)
+    model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).eval()
+    model.load_state_dict(ckpt["model"])
+    return Stage2(ckpt, model, nerm.load_decoder(ckpt["inr"]))
+
+
+def sample_latents(gen, conds, durations, args, g, chunk=256):
+    """z (N, Z) from a Stage2 for N conditions (captions, action names or None) and durations (N,) s."""
+    out = []
+    for i in range(0, len(conds), chunk):
+        c, d = conds[i:i + chunk], torch.tensor(durations[i:i + chunk], dtype=torch.float32)
+        kw = ({"text": list(c)} if gen.model.config.cond == "text" else {"action": torch.tensor(
+            [gen.ckpt["actions"].index(a) for a in c])} if gen.model.config.cond == "action" else {})
+        out.append(gen.model.sample(len(c), duration=d, guidance=args.guidance, steps=args.steps, generator=g, **kw))
+    return torch.cat(out)
+
+
+def decode_motions(decoder, z, seconds, chunk=256):
+    """Whole motions decoded at 20 fps, at most 196 frames (as to_eval_rate): a list of (T_i, D) per-second features."""
+    out = []
+    for i in range(0, len(z), chunk):
+        s = np.asarray(seconds[i:i + chunk], np.float64)
+        x = nerm.decode(decoder, z[i:i + chunk], EVAL_RATE, torch.from_numpy(s)).cpu().numpy()   # (B, T, D)
+        out += [xi[:min(MAX_FRAMES, nerm.num_frames(EVAL_RATE, si))] for xi, si in zip(x, s)]
+    return out
+
+
+def decoded_clips(decoder, z, seconds, plan, rate, chunk=32):
+    """(K, m, D) clips at the places of a clip_plan, cut from whole motions decoded at `rate`: a clip's frames
+    lie on the rate's grid, so they are rows of the decoded motion (the real side reads them by interpolation).
+    A clip reaching past the motion (a fixed-20-fps fit is up to 1/20 s shorter than the native sequence)
+    holds its last frame, as data.interpolate does for the real clips "via 20 fps"."""
+    out = np.zeros((len(plan), CLIP_M, decoder.cfg.feature_dim), np.float32)
+    seqs = np.unique(plan[:, 0])
+    for i in range(0, len(seqs), chunk):
+        part = seqs[i:i + chunk]
+        x = nerm.decode(decoder, z[torch.from_numpy(part)], rate, torch.from_numpy(seconds[part])).cpu().numpy()
+        for xi, q in zip(x, part):
+            rows = plan[:, 0] == q
+            frames = plan[rows, 1:] + np.arange(CLIP_M)                               # (k, m) frame indices
+            out[rows] = xi[np.minimum(frames, nerm.num_frames(rate, seconds[q]) - 1)]
+    return out
 
 
 # ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
@@ -127,7 +145,7 @@ def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, s
     seconds = fit_set.durations()[:n]
     out = {"mre": {}, "local": {}}
     for f in fps_list:
-        x_hat = nerm.decode(compiled or decoder, z, f, torch.from_numpy(seconds).float()).cpu().numpy()  # (n, T, D)
+        x_hat = nerm.decode(compiled or decoder, z, f, torch.from_numpy(seconds)).cpu().numpy()  # (n, T, D)
         errs, local = [], []
         for i in range(n):
             t = np.arange(nerm.num_frames(f, seconds[i])) / f                          # (T_i,) seconds
@@ -140,13 +158,7 @@ def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, s
     return out
 
 
-# ---- T2M metrics (DESIGN §3): evaluator embeddings in (numpy), floats out ----
-
-def _sqrtm_psd(s):
-    """Square root of a symmetric PSD matrix by eigendecomposition; rounding's tiny negative eigenvalues -> 0."""
-    w, v = np.linalg.eigh(s)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
+# ---- T2M metrics: evaluator embeddings in (numpy), floats out ----
 
 def fid(real, gen):
     """Frechet distance of two (N, D) embedding sets: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) (T2M)."""
@@ -155,8 +167,10 @@ def fid(real, gen):
     mu1, mu2 = real.mean(0), gen.mean(0)
     s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(gen, rowvar=False))
     # Tr((S1 S2)^1/2) = Tr((S1^1/2 S2 S1^1/2)^1/2): same eigenvalues, but a symmetric PSD matrix, so eigh
-    # suffices where T2M calls scipy.linalg.sqrtm on the non-symmetric product
-    r1 = _sqrtm_psd(s1)
+    # suffices where T2M calls scipy.linalg.sqrtm on the non-symmetric product (rounding's tiny negative
+    # eigenvalues -> 0)
+    w, v = np.linalg.eigh(s1)
+    r1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T                   # S1^1/2
     m = r1 @ s2 @ r1
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum()
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
@@ -240,18 +254,19 @@ class ConvGRU(nn.Module):
 
 
 class MotionEncoder(nn.Module):
-    """T2M's motion side (convolutions then a GRU over 20 fps features), smaller -> (B, E)."""
+    """A ConvGRU and a head: T2M's motion side (head: an MLP -> (B, E)), or, as the action-to-motion evaluators,
+    an action recognizer (head: a linear classifier; the FID of action models is on its body's (B, H))."""
 
-    def __init__(self, d_in, h, e):
+    def __init__(self, d_in, h, head):
         super().__init__()
         self.body = ConvGRU(d_in, h)
-        self.out = nn.Sequential(nn.Linear(h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2), nn.Linear(h, e))
+        self.out = head
 
     def forward(self, x, lengths):
         return self.out(self.body(x, lengths))
 
 
-class TextEncoder(nn.Module):
+class TextGRU(nn.Module):
     """T2M's text side without GloVe (nothing can be downloaded): word embeddings, a bidirectional GRU -> (B, E)."""
 
     def __init__(self, vocab_size, h, e):
@@ -267,33 +282,20 @@ class TextEncoder(nn.Module):
         return self.out(torch.cat([h[0], h[1]], -1))                       # (B, L) -> (B, E)
 
 
-class Recognizer(nn.Module):
-    """Action recognizer (as the action-to-motion evaluators): a GRU over joint positions at 20 fps."""
-
-    def __init__(self, d_in, h, n_classes):
-        super().__init__()
-        self.body = ConvGRU(d_in, h)
-        self.out = nn.Linear(h, n_classes)
-
-    def features(self, x, lengths):
-        return self.body(x, lengths)                                       # (B, H): FID of action models
-
-    def forward(self, x, lengths):
-        return self.out(self.features(x, lengths))
-
-
 class Evaluator:
     """The trained evaluator, rebuilt from its payload (a dict that torch.load(weights_only=True) reads)."""
 
     def __init__(self, payload):
         c = payload["config"]
-        self.vocab = nerm.Vocab.from_list(payload["vocab"])
+        self.vocab = nerm.Vocab(payload["vocab"])
         self.actions = payload["actions"]
         self.mean, self.std = payload["mean"].numpy(), payload["std"].numpy()
         self.motion_cols, self.recog_cols = slice(0, c["d_motion"]), slice(0, c["d_recog"])
-        self.motion = MotionEncoder(c["d_motion"], c["hidden"], c["emb"])
-        self.text = TextEncoder(len(self.vocab), c["hidden"], c["emb"])
-        self.recognizer = Recognizer(c["d_recog"], c["hidden"], max(1, len(self.actions)))
+        h, e = c["hidden"], c["emb"]
+        self.motion = MotionEncoder(c["d_motion"], h, nn.Sequential(nn.Linear(h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2),
+                                                                    nn.Linear(h, e)))
+        self.text = TextGRU(len(self.vocab), h, e)
+        self.recognizer = MotionEncoder(c["d_recog"], h, nn.Linear(h, max(1, len(self.actions))))
         for name in ("motion", "text", "recognizer"):
             if name in payload:                                          # absent while being trained
                 getattr(self, name).load_state_dict(payload[name])
@@ -319,7 +321,7 @@ class Evaluator:
     @torch.no_grad()
     def recognize(self, feats, chunk=256):
         """-> predicted action indices (N,) and the recognizer's features (N, H)."""
-        h = torch.cat([self.recognizer.features(*self.batch(feats[i:i + chunk], self.recog_cols))
+        h = torch.cat([self.recognizer.body(*self.batch(feats[i:i + chunk], self.recog_cols))
                        for i in range(0, len(feats), chunk)])
         return self.recognizer.out(h).argmax(-1).numpy(), h.numpy()
 
@@ -363,30 +365,24 @@ def train_evaluator(ms, steps, seed=0, hidden=128, emb=64, batch=64, log=print):
     return payload
 
 
-def load_payload(path, kind, names):
-    """An evaluator file, checked to be of this kind and trained on these train sequences; None when absent."""
-    if not os.path.exists(path):
-        return None
-    payload = load_weights_only(path, "evaluator file")
-    if not isinstance(payload, dict) or payload.get("kind") != kind:
-        raise data.DataError(f"{path}: not a {kind} file")
-    if payload["names"] != list(names):
-        raise data.DataError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
-    return payload
-
-
 def get_evaluator(args, train, kind="nerm-evaluator"):
     """The evaluator (or, kind "nerm-clip-evaluator", the clip-FID encoders): loaded, or trained and saved once."""
     clip = kind == "nerm-clip-evaluator"
     path = (args.clip_evaluator if clip else args.evaluator) or os.path.join(
         "runs", f"{'clip_' * clip}evaluator_{args.data}.pt")
-    payload = None if args.retrain_evaluator else load_payload(path, kind, train.names)
+    payload = None
+    if os.path.exists(path) and not args.retrain_evaluator:
+        payload = nerm.load_file(path, "evaluator file")
+        if not isinstance(payload, dict) or payload.get("kind") != kind:
+            raise data.DataError(f"{path}: not a {kind} file")
+        if payload["names"] != list(train.names):
+            raise data.DataError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
     if payload is None:
         t0 = time.time()
         print(f"training the {'clip-FID encoders' if clip else 'evaluator'} on {len(train)} real train motions ...")
         payload = train_clip_encoders(train, EVAL_FPS, seed=args.seed) if clip else \
             train_evaluator(train, args.evaluator_steps, args.seed)
-        save_atomic(payload, path)
+        nerm.save_checkpoint(payload, path)
         print(f"  wrote {path} in {time.time() - t0:.0f} s")
     try:
         return ClipEvaluator(payload, train.skeleton) if clip else Evaluator(payload)
@@ -407,21 +403,17 @@ def clip_plan(ms, rate, per_seq, rng, m=CLIP_M):
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def cut_clips(x, fps, rate, starts, m=CLIP_M):
-    """(K, m, D) clips of one native sequence x (T, D): frames c .. c+m-1 of its grid at `rate`, i.e.
-    data.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need."""
-    return data.interpolate(x, fps, (starts[:, None] + np.arange(m)[None]) / rate)   # (K, m) seconds -> (K, m, D)
-
-
 def real_clips(ms, plan, rate, via_fps=None):
-    """Clips of a MotionSet at the places of a plan; via_fps: from the sequences resampled to it first."""
+    """(K, m, D) clips of a MotionSet at the places of a plan: frames c .. c+m-1 of a sequence's grid at `rate`,
+    i.e. data.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need; via_fps: from
+    the sequences resampled to it first."""
     out = np.zeros((len(plan), CLIP_M, ms.features[0].shape[1]), np.float32)
     for i in np.unique(plan[:, 0]):
         rows = plan[:, 0] == i
         x, f = ms.features[i], ms.fps[i]
         if via_fps:
             x, f = data.resample(x, f, via_fps), via_fps
-        out[rows] = cut_clips(x, f, rate, plan[rows, 1])
+        out[rows] = data.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate)   # (k, m) seconds
     return out
 
 
@@ -496,52 +488,28 @@ def train_clip_encoders(ms, rates, steps=300, batch=128, seed=0, log=print):
     return payload
 
 
-# ---- generating and decoding ----
-
-def load_stage2(path):
-    ckpt = load_checkpoint(path, stage=2)
-    model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).eval()
-    model.load_state_dict(ckpt["model"])
-    return ckpt, model, Stage1(ckpt["inr"], "cpu")
-
-
-def sample_latents(gen, conds, durations, args, g, chunk=256):
-    """z (N, Z) from a stage-2 model for N conditions (captions, action names or None) and durations (N,) s."""
-    ckpt, model, _ = gen
-    out = []
-    for i in range(0, len(conds), chunk):
-        c, d = conds[i:i + chunk], torch.tensor(durations[i:i + chunk], dtype=torch.float32)
-        kw = ({"text": list(c)} if model.config.cond == "text" else
-              {"action": torch.tensor([ckpt["actions"].index(a) for a in c])} if model.config.cond == "action" else {})
-        out.append(model.sample(len(c), duration=d, guidance=args.guidance, steps=args.steps, generator=g, **kw))
-    return torch.cat(out)
-
-
-def decode_times(stage1, z, t_sec, durations, rate):
-    """Per-second features (B, M, D) of latents z (B, Z) at times t_sec (B, M) s, of motions lasting durations (B,)."""
-    durations = torch.as_tensor(np.asarray(durations), dtype=torch.float32)
-    t = t_sec / durations[:, None] if stage1.time_norm else t_sec
-    s = torch.full((len(z),), min(float(rate), stage1.max_fps))  # told the rate, capped as sample.py does
-    # rows of at most M timestamps: decode() pads each sequence to whole rows, 256 would be 8x the work of a clip
-    return nerm.decode(stage1.decoder, z, t.float(), s, row=min(256, t.shape[1])).numpy() * stage1.std + stage1.mean
-
-
-def decode_motions(stage1, z, durations, chunk=256):
-    """Whole motions at 20 fps, at most 196 frames (as to_eval_rate): a list of (T_i, D) per-second features."""
-    frames = [min(MAX_FRAMES, int(np.floor(d * EVAL_RATE + 1e-6)) + 1) for d in durations]
-    out = []
-    for i in range(0, len(z), chunk):
-        n, M = len(z[i:i + chunk]), max(frames[i:i + chunk])
-        t = torch.arange(M, dtype=torch.float32)[None].expand(n, M) / EVAL_RATE        # (B, M) seconds
-        x = decode_times(stage1, z[i:i + chunk], t, durations[i:i + chunk], EVAL_RATE)
-        out += [xi[:k] for xi, k in zip(x, frames[i:i + chunk])]
-    return out
-
-
-# ---- text->motion and action->motion tables ----
+# ---- the tables ----
 
 COLUMNS = {"text": ["FID", "top-1", "top-2", "top-3", "MM-Dist", "Diversity", "MModality", "Accuracy"],
            "action": ["FID", "Accuracy", "Diversity", "MModality"], "none": ["FID", "Diversity"]}
+
+
+def summary(values):
+    """What the JSON file keeps of a figure: every replication, the mean and the 95% half-width."""
+    mean, half = mean_ci(values)
+    return {"values": [float(v) for v in values], "mean": mean, "ci": half}
+
+
+def ci_text(values):
+    mean, half = mean_ci(values)
+    return f"{round(mean, 3) + 0.0:.3f} ± {half:.3f}"        # + 0.0: rounding error never prints as -0.000
+
+
+def print_table(title, rows, cols, first="motions"):
+    """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± 1.96 σ/√R."""
+    print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
+    for name, res in rows:
+        print(f"| {name} | " + " | ".join(ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
 
 
 def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
@@ -562,22 +530,22 @@ def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
 
 def mmodality(ev, test, gen, args, rng, g, seed):
     """MModality: --mm-samples motions per caption (text) or per action, the mean distance within each."""
-    cond, dur = gen[1].config.cond, test.durations()
+    cond, dur = gen.model.config.cond, test.durations()
     if cond == "text":
         seqs = rng.choice(len(test), min(args.mm_texts, len(test)), replace=False)
         conds = [test.captions[i][rng.integers(len(test.captions[i]))] for i in seqs]
     else:  # every action, each as long as one of its test motions
-        seqs = [rng.choice(np.flatnonzero(np.array(test.actions) == a)) for a in gen[0]["actions"] if a in test.actions]
+        seqs = [rng.choice(np.flatnonzero(np.array(test.actions) == a)) for a in gen.ckpt["actions"] if a in test.actions]
         conds = [test.actions[i] for i in seqs]
     S, pairs = args.mm_samples, 10 if cond == "text" else 20
     z = sample_latents(gen, np.repeat(conds, S).tolist(), np.repeat(dur[seqs], S), args, g)
-    motions = decode_motions(gen[2], z, np.repeat(dur[seqs], S))
+    motions = decode_motions(gen.decoder, z, np.repeat(dur[seqs], S))
     emb = ev.embed_motions(motions) if cond == "text" else ev.recognize(motions)[1]
     return multimodality(emb.reshape(len(conds), S, -1), pairs, seed)                # (texts, S, E)
 
 
 def replications(ev, test, refs, cond, args, gen=None):
-    """{figure: one value per replication} of a stage-2 model (gen) or, gen=None, of the real test motions."""
+    """{figure: one value per replication} of a Stage2 (gen) or, gen=None, of the real test motions."""
     labels = np.array([ev.actions.index(a) for a in test.actions]) if ev.actions else None
     dur = test.durations()
     real = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
@@ -593,7 +561,7 @@ def replications(ev, test, refs, cond, args, gen=None):
             motions = [real[i] for i in seq]
         else:
             conds = texts if cond == "text" else [test.actions[i] for i in seq]
-            motions = decode_motions(gen[2], sample_latents(gen, conds, dur[seq], args, g), dur[seq])
+            motions = decode_motions(gen.decoder, sample_latents(gen, conds, dur[seq], args, g), dur[seq])
         fig = score(ev, motions, texts, None if labels is None or cond == "none" else labels[seq], refs[space],
                     200 if cond == "action" else 300, args.seed + r, space)
         if gen is not None and cond != "none":
@@ -603,36 +571,26 @@ def replications(ev, test, refs, cond, args, gen=None):
     return res
 
 
-def ci_text(values):
-    mean, half = mean_ci(values)
-    return f"{round(mean, 3) + 0.0:.3f} ± {half:.3f}"        # + 0.0: rounding error never prints as -0.000
-
-
-def print_table(title, rows, cols, first="motions"):
-    print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
-    for name, res in rows:
-        print(f"| {name} | " + " | ".join(ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
-
-
-def stage2_tables(args):
-    gens = [(path, load_stage2(path)) for path in args.ckpt]   # a missing checkpoint fails before any work
+def t2m_tables(args):
+    """The text->motion (action->motion, unconditional) table of each kind of stage-2 checkpoint, with a Real row."""
+    gens = [(path, load_stage2(path)) for path in args.ckpt]   # a broken checkpoint fails before any work
     if args.mm_samples < 20 or args.reps < 1:
         raise data.DataError("--mm-samples must be at least 20 (MModality pairs) and --reps at least 1")
-    data_dir = args.data_dir or os.path.join("data", args.data)
-    train, test = data.load_dataset(args.data, data_dir, "train"), data.load_dataset(args.data, data_dir, "test")
+    train, test = load_split(args.data, args.data_dir, "train"), load_split(args.data, args.data_dir, "test")
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
     refs = {"motion": ev.embed_motions(train20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
+    out = {}
     for cond in ("text", "action", "none"):
-        mine = [(path, gen) for path, gen in gens if gen[1].config.cond == cond]
+        mine = [(path, gen) for path, gen in gens if gen.model.config.cond == cond]
         if not mine:
             continue
         if cond == "action" and not ev.actions:
-            raise data.DataError(f"{data_dir} has no action labels: the action recognizer cannot be trained")
+            raise data.DataError(f"the {args.data} data has no action labels: the action recognizer cannot be trained")
         t0 = time.time()
         rows = [(f"Real (test, {len(test)} motions)", replications(ev, test, refs, cond, args))]
-        for path, gen in mine:
-            rows.append((f"{path} ({gen[0]['inr']['args']['fps_mode']} fps)", replications(ev, test, refs, cond, args, gen)))
+        for path, gen in mine:   # the fps the decoder was trained up to: 20 for the fixed-rate baseline
+            rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)", replications(ev, test, refs, cond, args, gen)))
         print_table(f"{cond}->motion, {args.data} test split: mean ± 1.96 σ/√R over R = {args.reps}; per replication "
                     f"one motion per test sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
                     f"20 fps ≤ {MAX_FRAMES} frames; FID against {len(train)} real train motions; diversity "
@@ -641,74 +599,66 @@ def stage2_tables(args):
                     f"{'captions' if cond == 'text' else 'actions'} x {args.mm_samples} samples, "
                     f"{10 if cond == 'text' else 20} pairs; guidance {args.guidance}, {args.steps} DDIM steps "
                     f"({time.time() - t0:.0f} s)", rows, COLUMNS[cond])
+        out[cond] = {name: {k: summary(v) for k, v in res.items()} for name, res in rows}
+    return out
 
 
-# ---- stage 1: MRE and clip-FID by framerate ----
-
-def mre_of(path, actions=None, max_seqs=64, seed=0):
-    """(n, fps mode, {"mre"|"local": {fps: metres}}) of a stage-1 checkpoint on its val sequences, as train_inr.py."""
-    ckpt = load_checkpoint(path, stage=1)
-    a = ckpt["args"]
-    data_dir = a["data_dir"] or os.path.join("data", a["data"])
-    gt = data.load_dataset(a["data"], data_dir, "val", "native")
-    fit = data.load_dataset(a["data"], data_dir, "val", a["fps_mode"])
-    keep = [i for i, act in enumerate(gt.actions) if not actions or act in actions][:max_seqs]
-    cfg = nerm.INRConfig(**ckpt["model_args"])
-    model = nerm.NeRM(cfg)
-    model.load_state_dict(ckpt["model"])
-    out = evaluate_mre(model.decoder, fit.subset(keep), gt.subset(keep), len(keep), cfg, ckpt["mean"].numpy(),
-                       ckpt["std"].numpy(), a["fit_steps"], a["clip_len"], "cpu", ckpt["time_norm"], seed=seed)
-    return len(keep), a["fps_mode"], out
-
-
-def compare_mre(args):
-    """Print MRE and root-relative MRE by framerate for each stage-1 checkpoint, as a markdown table."""
+def mre_table(args):
+    """MRE and root-relative MRE by framerate of each stage-1 checkpoint on its val sequences (as train_inr.py
+    measures them, on the data and with the fit settings of its training), as a markdown table."""
     print("| checkpoint | fps mode | error | " + " | ".join(f"@{f}" for f in EVAL_FPS) + " |")
     print("|---|---|---|" + "---|" * len(EVAL_FPS))
+    out = {}
     for path in args.mre:
-        n, mode, out = mre_of(path, args.actions and args.actions.split(","), args.max_seqs, args.seed)
+        ckpt = nerm.load_checkpoint(path, stage=1)
+        a = ckpt["args"]
+        gt, fit = load_split(a["data"], a["data_dir"], "val"), load_split(a["data"], a["data_dir"], "val", a["fps_mode"])
+        keep = [i for i, act in enumerate(gt.actions) if not args.actions or act in args.actions.split(",")]
+        keep = keep[:args.max_seqs]
+        res = evaluate_mre(nerm.load_decoder(nerm.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
+                           a["fit_steps"], a["clip_len"], seed=args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
-            print(f"| {path} ({n} seqs) | {mode} | {name} | " + " | ".join(f"{out[kind][f]:.4f}" for f in EVAL_FPS) + " |")
+            print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
+                  + " | ".join(f"{res[kind][f]:.4f}" for f in EVAL_FPS) + " |")
+        out[path] = {"sequences": len(keep), "fps_mode": a["fps_mode"],
+                     **{k: {str(f): v for f, v in d.items()} for k, d in res.items()}}
+    return out
 
 
 def clip_sources(path, val, args):
-    """clip-FID rows of a checkpoint: [(label, Stage1, z_fn)], z_fn(rep) -> (z (len(val), Z), durations)."""
+    """clip-FID rows of a checkpoint: [(label, decoder, z_fn)], z_fn(rep) -> (z (len(val), Z), seconds (len(val),))."""
     try:
-        ckpt = load_checkpoint(path, stage=1)
-    except data.DataError:
-        ckpt = load_checkpoint(path, stage=2)                # its message names the file when it is neither
-    if ckpt["stage"] == 2:
-        gen = load_stage2(path)
-        conds = ([c[0] for c in val.captions] if gen[1].config.cond == "text" else
-                 val.actions if gen[1].config.cond == "action" else [None] * len(val))
-        return [("samples", gen[2], lambda rep: (sample_latents(
+        ckpt = nerm.load_checkpoint(path, stage=1)
+    except nerm.CheckpointError:
+        gen = load_stage2(path)                               # its message names the file when it is neither
+        cond = gen.model.config.cond
+        conds = [c[0] for c in val.captions] if cond == "text" else val.actions if cond == "action" else [None] * len(val)
+        return [("samples", gen.decoder, lambda rep: (sample_latents(
             gen, conds, val.durations(), args, torch.Generator().manual_seed(args.seed + rep)), val.durations()))]
-    stage1, a = Stage1(stage1_payload(ckpt), "cpu"), ckpt["args"]
-    # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE)
-    fit_set = data.load_dataset(args.data, args.data_dir or os.path.join("data", args.data), "val", a["fps_mode"])
+    decoder, a = nerm.load_decoder(nerm.decoder_payload(ckpt)), ckpt["args"]
+    # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE);
+    # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all of them)
+    fit_set = load_split(args.data, args.data_dir, "val", a["fps_mode"])
     assert fit_set.names == val.names
-    sampler = data.ClipSampler(fit_set, stage1.mean, stage1.std, time_norm=stage1.time_norm)
-    # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all 211)
-    z_fit = fit_heldout_latents(stage1.decoder, sampler, len(fit_set), stage1.cfg,
-                                a["fit_steps"] * max(1, round(len(fit_set) / 64)), a["clip_len"], seed=args.seed)
+    z_fit = fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
+                                a["clip_len"], seed=args.seed)
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
     cov = torch.cov(mu.T) + (torch.diag(ckpt["model"]["latents.logvar"].double().exp().mean(0))
-                             if stage1.cfg.variational else 0)
+                             if decoder.cfg.variational else 0)
     chol = torch.linalg.cholesky(cov + 1e-8 * torch.eye(len(cov), dtype=torch.float64))
 
     def prior(rep):
         eps = torch.randn(len(val), len(cov), generator=torch.Generator().manual_seed(args.seed + rep), dtype=torch.float64)
         return (mu.mean(0) + eps @ chol.T).float(), val.durations()
 
-    return [("fit", stage1, lambda rep: (z_fit, fit_set.durations())), ("prior", stage1, prior)]
+    return [("fit", decoder, lambda rep: (z_fit, fit_set.durations())), ("prior", decoder, prior)]
 
 
-def clip_fids(paths, args):
-    """{row label: {rate: [clip-FID per replication]}}: the real floors, then each checkpoint's rows."""
-    data_dir = args.data_dir or os.path.join("data", args.data)
-    train = data.load_dataset(args.data, data_dir, "train")
-    val, test = data.load_dataset(args.data, data_dir, "val"), data.load_dataset(args.data, data_dir, "test")
+def clip_fid_table(args):
+    """clip-FID by the fps decoded at: the real floors, then each checkpoint's rows."""
+    train = load_split(args.data, args.data_dir, "train")
+    val, test = load_split(args.data, args.data_dir, "val"), load_split(args.data, args.data_dir, "test")
     ce = get_evaluator(args, train, "nerm-clip-evaluator")
     plans, ref, rows = {}, {}, defaultdict(lambda: defaultdict(list))
     for rep in range(args.reps):
@@ -721,99 +671,38 @@ def clip_fids(paths, args):
             rows["real via 20 fps"][rate].append(fid(ref[rep, rate], ce.embed(real_clips(val, plan, rate, 20.0), rate)))
     print(f"clip-FID: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}")
-    for path in paths:
+    for path in args.clip_fid:
         t0 = time.time()
-        for label, stage1, z_fn in clip_sources(path, val, args):
+        for label, decoder, z_fn in clip_sources(path, val, args):
             for rep in range(args.reps):
-                z, dur = z_fn(rep)
+                z, seconds = z_fn(rep)
                 for rate in EVAL_FPS:
-                    seq, start = plans[rep, rate][:, 0], plans[rep, rate][:, 1]
-                    t = torch.from_numpy((start[:, None] + np.arange(CLIP_M)[None]) / rate)   # (K, m) s
-                    clips = decode_times(stage1, z[seq], t, dur[seq], rate)
+                    clips = decoded_clips(decoder, z, seconds, plans[rep, rate], rate)
                     rows[f"{path} ({label})"][rate].append(fid(ref[rep, rate], ce.embed(clips, rate)))
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
-    return rows
-
-
-def clip_fid_table(args):
-    rows = clip_fids(args.clip_fid, args)
     print_table("clip-FID by the fps decoded at (lower is better)",
                 [(k, {f"@{r}": v for r, v in d.items()}) for k, d in rows.items()], [f"@{r}" for r in EVAL_FPS], "rows")
-
-
-# ---- the stage-1 ablations of the paper, as one command ----
-
-VARIANTS = [("codebook", []), ("sinusoidal", ["--time-enc", "sinusoidal"]), ("none", ["--time-enc", "none"]),
-            ("no_variational", ["--no-variational"]), ("no_time_norm", ["--no-time-norm"]),
-            ("fixed", ["--fps-mode", "fixed"])]
-
-
-def run_ablations(args):
-    t0, paths = time.time(), {}
-    for name, flags in VARIANTS:
-        paths[name] = path = os.path.join(args.ablation_dir, name + ".pt")
-        if os.path.exists(path) and load_checkpoint(path, stage=1)["step"] >= args.ablation_steps:
-            print(f"{path}: trained, skipped")
-            continue
-        cmd = [sys.executable, "train_inr.py", "--data", args.data, "--steps", str(args.ablation_steps),
-               "--eval-every", "0", "--eval-seqs", "4", "--out", path, *flags]
-        cmd += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--resume"] if os.path.exists(path) else [])
-        print("$ python " + " ".join(cmd[1:]), flush=True)
-        t1 = time.time()
-        if subprocess.run(cmd).returncode != 0:
-            raise data.DataError(f"training the {name} variant failed (above); rerun to resume")
-        print(f"  {name}: {time.time() - t1:.0f} s", flush=True)
-    t1 = time.time()
-    mre = {name: mre_of(path, seed=args.seed)[2] for name, path in paths.items()}
-    cf = clip_fids(list(paths.values()), args)
-    print(f"evaluated in {time.time() - t1:.0f} s: MRE (m) on 64 val sequences; clip-FID mean ± 1.96 σ/√R")
-
-    def m(name, f, kind="mre"):
-        return f"{mre[name][kind][f]:.4f}"
-
-    def c(name, f, row="fit"):
-        return ci_text(cf[f"{paths[name]} ({row})" if name in paths else name][f])
-
-    def table(title, head, lines):
-        print(f"\n{title}\n\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-
-    table("Time encoding (native rates, variational, time normalized)",
-          ["time encoding", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
-          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120)] for n in ("none", "sinusoidal", "codebook")])
-    table("Variational vs the plain auto-decoder (fit: val latents fitted; prior: z from the training latents' Gaussian)",
-          ["latent", "MRE@20", "MRE@120", "clip-FID@20 fit", "clip-FID@120 fit", "clip-FID@20 prior", "clip-FID@120 prior"],
-          [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 20, "prior"), c(n, 120, "prior")]
-           for label, n in (("variational", "codebook"), ("plain (--no-variational)", "no_variational"))])
-    table("Time normalization", ["time", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
-          [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120)]
-           for label, n in (("normalized to [0, 1]", "codebook"), ("seconds (--no-time-norm)", "no_time_norm"))])
-    both = (("native", "codebook"), ("fixed 20 fps", "fixed"))
-    table("Framerates: native-rate training vs every sequence resampled to 20 fps first, by the fps decoded at",
-          ["training", "figure"] + [f"@{f}" for f in EVAL_FPS],
-          [[label, name] + [m(n, f, kind) for f in EVAL_FPS] for kind, name in (("mre", "MRE"), ("local", "local MRE"))
-           for label, n in both]
-          + [[label, f"clip-FID {row}"] + [c(n, f, row) for f in EVAL_FPS] for row in ("fit", "prior") for label, n in both]
-          + [[label, "clip-FID"] + [c(label, f) for f in EVAL_FPS] for label in ("real via 20 fps", "real (test)")])
-    print(f"\n--ablations: {time.time() - t0:.0f} s in all ({args.ablation_steps} steps per variant)")
+    return {label: {str(r): summary(v) for r, v in d.items()} for label, d in rows.items()}
 
 
 if __name__ == "__main__":
     args = parser.parse_args()
-    t0 = time.time()
+    t0, results = time.time(), {}
     try:
-        for path in args.mre or args.clip_fid or ([] if args.ablations else args.ckpt):
+        for path in (args.mre or []) + (args.clip_fid or []) + ([] if args.mre or args.clip_fid else args.ckpt):
             if not os.path.exists(path):                         # before any minutes of work
-                raise data.DataError(f"checkpoint {path} not found")
+                raise nerm.CheckpointError(f"checkpoint {path} not found")
         if args.mre:
-            compare_mre(args)
-        elif args.clip_fid:
-            clip_fid_table(args)
-        elif args.ablations:
-            run_ablations(args)
-        else:
-            stage2_tables(args)
-    except data.DataError as e:
+            results["mre"] = mre_table(args)
+        if args.clip_fid:
+            results["clip_fid"] = clip_fid_table(args)
+        if not (args.mre or args.clip_fid):
+            results["t2m"] = t2m_tables(args)
+    except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"\nwrote {args.json}")
     print(f"\n{time.time() - t0:.0f} s")

@@ -620,6 +620,9 @@ def decoder_payload(ckpt):
 
 def load_decoder(payload, device="cpu"):
     """The INRDecoder of a decoder_payload(...), in eval mode."""
+    if "mean" in payload or "mean" not in payload.get("decoder", {}):
+        raise CheckpointError("this checkpoint was written by an older nerm (its decoder does not carry its own "
+                              "normalization): train it again with train_inr.py and train_diffusion.py")
     decoder = INRDecoder(INRConfig(**payload["model_args"])).to(device).eval()
     decoder.load_state_dict(payload["decoder"])
     return decoder

@@ -129,7 +129,7 @@ def open_dataset(args, split, fps_mode):
     """Load a split (a BVH folder through bvh.py, anything else in the HumanML3D layout)."""
     if args.data == "bvh":
         import bvh
-        return bvh.load_bvh_folder(args.data_dir, split, fps_mode)
+        return bvh.load_bvh_folder(args.data_dir or os.path.join("data", "bvh"), split, fps_mode)
     return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
 
 

@@ -208,17 +208,6 @@ def test_skeleton_dict_round_trip_and_old_names(folder, tmp_path):
         data.resolve_skeleton("amass52")
 
 
-def test_stage1_of_an_old_checkpoint_decodes_smpl():
-    import nerm
-    from sample import Stage1
-    cfg = nerm.INRConfig(feature_dim=263, num_sequences=2, latent_dim=8, hidden=16, n_blocks=1)
-    payload = {"model_args": cfg.__dict__, "decoder": nerm.INRDecoder(cfg).state_dict(), "mean": torch.zeros(263),
-               "std": torch.ones(263), "time_norm": True, "max_fps": 60.0, "skeleton": "smpl22"}
-    s1 = Stage1(payload, "cpu")
-    feats, joints = s1.decode(torch.zeros(8), 0.5, 40.0)
-    assert s1.skeleton is SMPL22 and feats.shape == (20, 263) and joints.shape == (20, 22, 3)
-
-
 def run(script, *args):
     return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
@@ -226,8 +215,8 @@ def run(script, *args):
 
 def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     """train_inr --data bvh, then what train_diffusion passes on and sample.py does with it: the skeleton travels."""
-    from sample import Stage1
-    from train_diffusion import stage1_payload
+    import nerm
+    from sample import decode_motion
     d, _ = folder
     s1 = str(tmp_path / "inr.pt")
     r = run("train_inr.py", "--data", "bvh", "--data-dir", str(d), "--out", s1, "--steps", "4", "--batch", "4",
@@ -240,11 +229,13 @@ def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     assert replace(carried, bone_lengths=None, rest_dirs=None) == replace(
         file_skel, name=d.name, fps=30.0, bone_lengths=None, rest_dirs=None)
     assert np.allclose(carried.offsets(), file_skel.offsets(), atol=1e-12)
-    torch.save({"inr": stage1_payload(inr)}, tmp_path / "d.pt")   # a stage-2 checkpoint's stage-1 part
-    stage1 = Stage1(torch.load(tmp_path / "d.pt", weights_only=True)["inr"], "cpu")
-    feats, joints = stage1.decode(torch.randn(stage1.cfg.latent_dim), 1.0, 45.0)
-    assert stage1.skeleton == carried and feats.shape == (45, 263) and joints.shape == (45, 22, 3)
-    bvh.write_bvh(tmp_path / "s.bvh", joints, stage1.skeleton, fps=45.0)   # as sample.py writes it
+    torch.save({"inr": nerm.decoder_payload(inr)}, tmp_path / "d.pt")   # a stage-2 checkpoint's stage-1 part
+    payload = torch.load(tmp_path / "d.pt", weights_only=True)["inr"]
+    decoder, skeleton = nerm.load_decoder(payload), data.resolve_skeleton(payload["skeleton"])
+    feats, joints = decode_motion(decoder, torch.randn(decoder.cfg.latent_dim), 1.0, 45.0, skeleton)
+    J = carried.num_joints
+    assert skeleton == carried and feats.shape == (46, 12 * J - 1) and joints.shape == (46, J, 3)
+    bvh.write_bvh(tmp_path / "s.bvh", joints, skeleton, fps=45.0)   # as sample.py writes it
     back, skel, fps = bvh.read_bvh(tmp_path / "s.bvh")
     assert abs(fps - 45) < 1e-4
     np.testing.assert_allclose(back[:, [skel.joint_names.index(n) for n in carried.joint_names]], joints, atol=1e-4)
@@ -262,7 +253,8 @@ REAL_FOLDERS = [
 
 
 @pytest.mark.parametrize("d, n_files, rates, joints, root", REAL_FOLDERS,
-                         ids=[("fixtures/" if FIXTURES in d.parents else "realdata/") + d.name for d, *_ in REAL_FOLDERS])
+                         ids=[("fixtures/" if FIXTURES in f[0].parents else "realdata/") + f[0].name
+                              for f in REAL_FOLDERS])
 def test_real_folders_load(d, n_files, rates, joints, root):
     before = all_files(d)
     sets = [bvh.load_bvh_folder(str(d), s) for s in ("train", "val", "test")]

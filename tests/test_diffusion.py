@@ -26,9 +26,15 @@ def one_thread():
 
 
 def tiny(cond, **kw):
+    """A small model whose read-out is NOT zero (a fresh one's is, so its eps would ignore k, the duration and
+    the condition, and every test of how the denoiser uses them would pass vacuously)."""
     torch.manual_seed(0)
     cfg = DiffusionConfig(cond=cond, vocab=Vocab.build(CAPTIONS).to_list(), num_actions=4, **{**TINY, **kw})
-    return LatentDiffusion(cfg).eval()
+    model = LatentDiffusion(cfg).eval()
+    with torch.no_grad():
+        model.denoiser.z_out.weight.normal_(0, 0.05)
+        model.denoiser.z_out.bias.normal_(0, 0.05)
+    return model
 
 
 def np_alpha_bar(beta1=1e-4, beta2=0.02, T=1000):
@@ -91,7 +97,40 @@ def test_guidance(cond):
         # r = 3: uncond + r (cond - uncond), in one batched pass of 2B rows
         got = model.guided_eps(z, k, c, mask, dur, 3.0)
         assert rows == [2 * B]
+        assert (eps_c - eps_u).abs().max() > 1e-2   # the condition matters, so the formula below is a real check
         torch.testing.assert_close(got, eps_u + 3.0 * (eps_c - eps_u), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cond", ["text", "action"])
+def test_every_input_of_the_denoiser_changes_eps(cond):
+    """eps_phi(z_k, k, c, duration) reads each of its inputs: changing only one changes the prediction."""
+    model = tiny(cond)
+    z, k, dur = torch.randn(2, 32), torch.tensor([100, 100]), torch.tensor([3.0, 3.0])
+    c, mask = model.condition(2, text=CAPTIONS[:2], action=torch.arange(2))
+    with torch.no_grad():
+        eps = model.denoiser(z, k, c, mask, dur)
+        assert not torch.allclose(eps[0], eps[1], atol=1e-3)                              # condition (and z)
+        z1 = z[:1].expand(2, -1)
+        same_z = model.denoiser(z1, k, c, mask, dur)
+        assert (same_z[0] - same_z[1]).abs().max() > 1e-3                                # condition alone
+        # the step k, in the learned part: the Gaussian skip sqrt(1 - abar_k) z_k alone would change with k too
+        learned = lambda k_: model.denoiser(z, k_, c, mask, dur) - model.denoiser.skip[k_, None] * z  # noqa: E731
+        assert (learned(k + 500) - learned(k)).abs().max() > 1e-3
+        assert (model.denoiser(z, k, c, mask, dur * 2) - eps).abs().max() > 1e-3         # the duration
+        null, null_mask = model.drop_condition(c, mask, torch.ones(2, dtype=torch.bool))
+        assert (model.denoiser(z, k, null, null_mask, dur) - eps).abs().max() > 1e-3     # null vs condition
+
+
+def test_text_padding_mask_is_used():
+    """Padding tokens are masked: unmasking them (as a model that ignored the mask would) changes eps."""
+    model = tiny("text")
+    z, k, dur = torch.randn(2, 32), torch.tensor([300, 300]), torch.tensor([3.0, 3.0])
+    c, mask = model.encode_text(CAPTIONS[1:2] + CAPTIONS[:1])                 # the first row is padded
+    assert mask[0].any() and not mask[1].any()
+    with torch.no_grad():
+        eps = model.denoiser(z, k, c, mask, dur)
+        unmasked = model.denoiser(z, k, c, torch.zeros_like(mask), dur)
+    assert (eps[0] - unmasked[0]).abs().max() > 1e-3 and torch.allclose(eps[1], unmasked[1], atol=1e-6)
 
 
 def test_unconditional_model_ignores_guidance():

@@ -1,5 +1,7 @@
-"""eval.py's evaluator, clip extraction and clip-FID input, against independent computations:
+"""eval.py against independent computations: its evaluator, clip extraction and clip-FID input, and its
+inference path (held-out MRE, 20 fps motions, clip-FID clips) end to end through a decoder known in closed form:
 python -m pytest -q tests/test_eval.py"""
+import math
 import os
 import subprocess
 import sys
@@ -11,9 +13,8 @@ import torch
 
 import data
 import nerm
-from eval import (CLIP_M, COLUMNS, ClipEvaluator, Evaluator, clip_input, clip_plan, cut_clips, decode_motions, mre_of,
-                  real_clips, replications, to_eval_rate, train_clip_encoders, train_evaluator)
-from train_inr import save_atomic
+from eval import (CLIP_M, COLUMNS, ClipEvaluator, Evaluator, Stage2, clip_input, clip_plan, decode_motions, decoded_clips,
+                  evaluate_mre, real_clips, replications, to_eval_rate, train_clip_encoders, train_evaluator)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +28,7 @@ def test_tiny_evaluator_shapes_reload_and_padding(splits, tmp_path):
     train, test = splits
     payload = train_evaluator(train, steps=3, batch=8, hidden=16, emb=8, log=lambda s: None)
     path = str(tmp_path / "evaluator.pt")
-    save_atomic(payload, path)
+    nerm.save_checkpoint(payload, path)
     ev, again = Evaluator(payload), Evaluator(torch.load(path, weights_only=True))
     motions = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
     texts = [c[0] for c in test.captions]
@@ -46,10 +47,8 @@ def test_tiny_evaluator_shapes_reload_and_padding(splits, tmp_path):
     np.testing.assert_allclose(ev.recognize([motions[short]])[1][0], feats[short], rtol=1e-5, atol=1e-5)
 
 
-def tiny_stage1():
-    cfg = nerm.INRConfig(feature_dim=263, latent_dim=8, hidden=16, n_blocks=1)
-    return SimpleNamespace(decoder=nerm.INRDecoder(cfg).eval(), time_norm=True, max_fps=120.0,
-                           mean=np.zeros(263, np.float32), std=np.ones(263, np.float32))
+def tiny_decoder():
+    return nerm.INRDecoder(nerm.INRConfig(feature_dim=263, latent_dim=8, hidden=16, n_blocks=1)).eval()
 
 
 @pytest.mark.parametrize("cond", ["text", "action", "none"])
@@ -64,7 +63,7 @@ def test_replications_give_every_figure_of_the_table(splits, cond):
     model = nerm.LatentDiffusion(nerm.DiffusionConfig(latent_dim=8, cond=cond, vocab=vocab, num_actions=len(ev.actions),
                                                       d_model=16, n_layers=1)).eval()
     args = SimpleNamespace(reps=2, mm_texts=3, mm_samples=20, guidance=2.5, steps=2, seed=0)
-    for gen in (None, ({"actions": ev.actions}, model, tiny_stage1())):
+    for gen in (None, Stage2({"actions": ev.actions}, model, tiny_decoder())):
         res = replications(ev, train, refs, cond, args, gen)
         want = set(COLUMNS[cond]) - ({"MModality"} if gen is None else set())
         assert set(res) == want and all(len(v) == 2 and np.isfinite(v).all() for v in res.values())
@@ -74,10 +73,9 @@ def test_replications_give_every_figure_of_the_table(splits, cond):
 
 def test_decoded_motions_have_the_real_motions_frame_count():
     # generated and real motions reach the evaluator on the same 20 fps grid, both cut at 196 frames
-    stage1 = tiny_stage1()
     seqs = [(np.zeros((n, 263), np.float32), f) for n, f in ((121, 60.0), (301, 30.0), (1201, 120.0), (47, 20.0))]
     durations = np.array([(len(x) - 1) / f for x, f in seqs])
-    out = decode_motions(stage1, torch.randn(len(seqs), 8), durations)
+    out = decode_motions(tiny_decoder(), torch.randn(len(seqs), 8), durations)
     assert [len(x) for x in out] == [len(to_eval_rate(x, f)) for x, f in seqs] == [41, 196, 196, 47]
 
 
@@ -90,7 +88,7 @@ def test_clips_match_resample_of_the_native_sequence(fps, rate):
     assert len(plan) == 50 and (plan[:, 0] == 1).all()
     full = data.resample(x, fps, rate)
     assert plan[:, 1].min() >= 0 and plan[:, 1].max() + CLIP_M <= len(full)
-    clips = cut_clips(x, fps, rate, plan[:, 1])
+    clips = real_clips(ms, plan, rate)
     np.testing.assert_allclose(clips, np.stack([full[c:c + CLIP_M] for c in plan[:, 1]]), rtol=1e-6, atol=1e-6)
     # a sequence recorded below the rate gives no clips at it
     assert len(clip_plan(SimpleNamespace(features=[x], fps=np.array([fps])), fps * 1.5, 5, rng)) == 0
@@ -131,7 +129,7 @@ def test_tiny_clip_encoders_reload(splits, tmp_path):
     train, test = splits
     payload = train_clip_encoders(train, (20.0, 120.0), steps=2, batch=8, log=lambda s: None)
     path = str(tmp_path / "clip.pt")
-    save_atomic(payload, path)
+    nerm.save_checkpoint(payload, path)
     ce, again = ClipEvaluator(payload, train.skeleton), ClipEvaluator(torch.load(path, weights_only=True), train.skeleton)
     for rate in (20.0, 120.0):
         clips = real_clips(test, clip_plan(test, rate, 3, np.random.default_rng(0)), rate)
@@ -140,11 +138,85 @@ def test_tiny_clip_encoders_reload(splits, tmp_path):
         np.testing.assert_array_equal(again.embed(clips, rate), emb)
 
 
-@pytest.mark.parametrize("flag", ["--ckpt", "--clip-fid"])
+@pytest.mark.parametrize("flag", ["--ckpt", "--clip-fid", "--mre"])
 def test_missing_checkpoint_is_one_error_line(flag, tmp_path):
     missing = str(tmp_path / "nope.pt")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), flag, missing], capture_output=True, text=True,
                        cwd=str(tmp_path), timeout=120)
     assert r.returncode == 1 and r.stderr.strip() == f"error: checkpoint {missing} not found"
-    with pytest.raises(data.DataError, match="not found"):                # what --mre calls
-        mre_of(missing)
+
+
+# ---- the inference path end to end, through a decoder whose output is known in closed form ----
+
+DURATIONS, NATIVE = (1.5, 2.0), 120.0   # seconds: <= 256 frames at 120 fps, one row of nerm.decode each
+
+
+def motion_g(u):
+    """G(u): normalized features (..., 263) of the test motions at normalized time u (a float64 tensor):
+    sines of 1-3 cycles per motion, no turning (channel 0, the yaw rate, is 0 in real units)."""
+    c = torch.arange(263, dtype=torch.float64)
+    g = 0.5 * torch.sin(2 * math.pi * (1 + c % 3) * u[..., None] + 0.1 * c)
+    g[..., 0] = 0.0
+    return g
+
+
+class AnalyticDecoder(torch.nn.Module):
+    """An INRDecoder stand-in (same forward, buffers and config fields) that returns G(t / duration), plus
+    (the rate it is told - the rate its timestamps are spaced at) in every channel, plus delta m/s on the root's
+    x velocity: exact only when told time in seconds, the motion's duration and the true framerate."""
+
+    def __init__(self, mean, std, delta=0.0):
+        super().__init__()
+        self.cfg = nerm.INRConfig(feature_dim=263, latent_dim=4)
+        self.register_buffer("mean", torch.from_numpy(mean).float())
+        self.register_buffer("std", torch.from_numpy(std).float())
+        self.delta = delta
+
+    def forward(self, z, t, duration, fps):
+        spaced = torch.round(1.0 / (t[:, 1] - t[:, 0]))                    # (B,) the rate of the timestamps
+        x = motion_g((t / duration[:, None]).double()).float() + (fps - spaced)[:, None, None]   # (B, M, D)
+        x[..., 1] += self.delta / self.std[1]
+        return x + 0.0 * z[:, None, :1]          # z is in the graph (fit_latents differentiates) but never moves
+
+
+@pytest.fixture(scope="module")
+def analytic():
+    """Two motions recorded at 120 fps whose per-second features are mean + std G(t / duration), and their statistics."""
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(0, 0.3, 263).astype(np.float32), rng.uniform(0.5, 1.5, 263).astype(np.float32)
+    mean[0] = 0.0
+    feats = []
+    for d in DURATIONS:
+        u = torch.arange(int(d * NATIVE) + 1, dtype=torch.float64) / (d * NATIVE)
+        feats.append((mean + std * motion_g(u).numpy()).astype(np.float32))
+    ms = data.MotionSet(["a", "b"], feats, np.full(2, NATIVE), [["a"], ["b"]], ["", ""], data.SMPL22, mean, std)
+    return ms, mean, std
+
+
+def test_heldout_mre_is_zero_through_an_exact_decoder_and_the_drift_otherwise(analytic):
+    ms, mean, std = analytic
+    rates = (20, 40, 60, 120)   # grids of the 120 fps recordings, so the ground truth reads recorded frames
+    exact = evaluate_mre(AnalyticDecoder(mean, std), ms, ms, 2, fit_steps=3, m=8, fps_list=rates)
+    for f in rates:
+        assert exact["mre"][f] < 1e-5 and exact["local"][f] < 1e-5, (f, exact)
+    # the root drifts by delta m/s: at frame k (k / f s) every joint is k delta / f off, so the mean over
+    # frames 0 .. D f is delta D / 2 whatever the rate, and the root-relative (local) error stays 0
+    delta = 0.1
+    drift = evaluate_mre(AnalyticDecoder(mean, std, delta), ms, ms, 2, fit_steps=3, m=8, fps_list=rates)
+    for f in rates:
+        assert drift["mre"][f] == pytest.approx(delta * np.mean(DURATIONS) / 2, rel=1e-4), (f, drift)
+        assert drift["local"][f] < 1e-5
+
+
+def test_t2m_motions_and_clips_through_an_exact_decoder_are_the_real_ones(analytic):
+    ms, mean, std = analytic
+    decoder, z, seconds = AnalyticDecoder(mean, std), torch.zeros(2, 4), ms.durations()
+    # the 20 fps motions the T2M evaluator sees: decoded as the real ones are resampled
+    for got, x in zip(decode_motions(decoder, z, seconds), ms.features):
+        np.testing.assert_allclose(got, to_eval_rate(x, NATIVE), atol=1e-5)
+    # clip-FID's clips, cut from motions decoded at each rate, at the places the real clips are cut
+    rng = np.random.default_rng(0)
+    for rate in (20, 40, 60, 100, 120):
+        plan = clip_plan(ms, rate, 5, rng)
+        np.testing.assert_allclose(decoded_clips(decoder, z, seconds, plan, rate), real_clips(ms, plan, rate),
+                                   atol=1e-5 if 120 % rate == 0 else 2e-3)   # 100 fps: linear interpolation's error

@@ -1,5 +1,5 @@
-"""T2M metrics of eval.py (DESIGN §3) against closed forms and independent formulas:
-python -m pytest -q tests/test_metrics.py"""
+"""eval.py's T2M metrics, as T2M (EricGuo5513/text-to-motion) computes them, against closed forms and
+independent formulas: python -m pytest -q tests/test_metrics.py"""
 import math
 
 import numpy as np
