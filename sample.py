@@ -48,6 +48,8 @@ parser.add_argument("--fit", default=None,
 parser.add_argument("--fit-fps", type=float, default=20.0, help="framerate of the --fit joints")
 parser.add_argument("--no-preview", action="store_true", help="skip the GIF preview")
 parser.add_argument("--force", action="store_true", help="overwrite files of the same name already in --out")
+parser.add_argument("--plot", default=None,
+                    help="a PNG of the first sample's joint speeds at --fps and at 20 fps, decoded from the same z (needs matplotlib)")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--compile", action="store_true",
                     help="decode through torch.compile (inductor): a few seconds of compiling per new shape, then ~5%% faster on a CPU")
@@ -116,6 +118,29 @@ def preview(path, joints, fps, title, skeleton=data.SMPL22):
     FuncAnimation(fig, draw, frames=len(frames)).save(path, writer=PillowWriter(fps=fps / step))
     plt.close(fig)
     return True
+
+
+def plot_rates(path, rates, title):
+    """One figure: the wrist and ankle speeds over time of one motion decoded at several framerates, rates =
+    {fps: joints (T, J, 3)} on SMPL's skeleton. Where 20 fps only has a few points on a fast movement, the
+    higher rate shows its shape."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = {"right wrist": 21, "left wrist": 20, "right ankle": 8, "left ankle": 7}
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.6 * len(names)), sharex=True)
+    for ax, (name, j) in zip(axes, names.items()):
+        for fps, joints in sorted(rates.items(), reverse=True):
+            speed = np.linalg.norm(np.diff(joints[:, j], axis=0), axis=-1) * fps      # (T-1,) m/s
+            t = (np.arange(len(speed)) + 0.5) / fps
+            ax.plot(t, speed, "-" if fps > 20 else "o-", ms=3, lw=1 if fps > 20 else 0.8, label=f"{fps:g} fps")
+        ax.set_ylabel(f"{name}\nm/s", fontsize=8)
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[0].set_title(title[:80], fontsize=9)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def slug(text):
@@ -207,6 +232,13 @@ if __name__ == "__main__":
         if taken and not args.force:
             raise data.DataError(f"{taken[0]} already exists ({len(taken)} files would be overwritten); "
                                  f"choose another --out or pass --force")
+        if args.plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise data.DataError("--plot needs matplotlib: pip install matplotlib") from None
+        if args.plot and skeleton.num_joints != 22:
+            raise data.DataError("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
         fitted = fit_joints(decoder, skeleton, args.fit, args.fit_fps) if args.fit else None
     except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
@@ -232,3 +264,7 @@ if __name__ == "__main__":
                 wrote.append(base + ".gif")
             print(f"{text or name!r} #{i}: {len(joints)} frames at {args.fps:g} fps ({seconds:.2f} s) -> "
                   + ", ".join(wrote))
+            if args.plot and (name, i) == (jobs[0][0], 0):   # the same z at 20 fps, as a 20 fps model gives it
+                _, low = decode_motion(decoder, z, seconds, 20.0, skeleton, fast, dtype)
+                plot_rates(args.plot, {args.fps: joints, 20.0: low}, text or name)
+                print(f"wrote {args.plot}")
