@@ -7,6 +7,8 @@ the dataset layout. Every script builds on this file; it imports none of them (b
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
 import csv
+import io
+import math
 import os
 import shutil
 import tempfile
@@ -445,6 +447,79 @@ class DataError(Exception):
     """A user-facing problem with the data: the message says what is wrong and what was expected."""
 
 
+# The native rates a file may declare. Real capture runs from KIT's 12.5 fps to 250 fps (Eyes_Japan); outside
+# this range the number is a typo or a broken header, and would only surface much later as a nan loss.
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+FPS_RULE = f"fps must be a positive finite rate ({MIN_FPS:g} to {MAX_FPS:g} frames per second)"
+
+
+def check_fps(fps, where):
+    """fps as a float; a DataError naming `where` (a file and line) when it is no rate a recording can have."""
+    try:
+        f = float(fps)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {FPS_RULE}, got {fps!r}") from None
+    if not MIN_FPS <= f <= MAX_FPS:               # also false for nan
+        raise DataError(f"{where}: {FPS_RULE}, got {fps!r}")
+    return f
+
+
+def read_text(path):
+    """The text of a UTF-8 file (a byte-order mark is dropped); another encoding is a DataError naming the line."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+
+
+def load_npy(path, shape, expected):
+    """A numeric .npy array, checked before and after loading; every problem is a DataError naming the file.
+
+    shape: the wanted shape, None for a free length, e.g. (None, 263). `expected` says in words what the file
+    should hold. The header (dtype, shape) is read first and compared with the file's size, so a corrupt header
+    claiming (10**9, 263) never allocates; pickled (object) arrays are refused; NaN and inf are refused after."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) == b"PK":                # a zip archive: np.savez's .npz under a .npy name
+                raise DataError(f"{path}: an .npz archive (np.savez), not an .npy array; expected {expected} "
+                                "saved with np.save")
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy format version {version}")
+            # 2.0 and 3.0 differ only in the header's text encoding (latin-1 / UTF-8), the same for a numeric array
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            file_shape, _, dtype = read_header(f)
+            stored = os.fstat(f.fileno()).st_size - f.tell()
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e}); expected {expected} saved with np.save") from None
+    if dtype.kind not in "fiu":                   # bool, complex, strings, objects, records: not features
+        raise DataError(f"{path}: expected {expected}, got an array of {dtype} ({_DTYPE_KINDS.get(dtype.kind, 'not numbers')})")
+    if len(file_shape) != len(shape) or any(n is not None and n != k for n, k in zip(shape, file_shape)):
+        raise DataError(f"{path}: expected {expected}, got shape {file_shape}")
+    need = math.prod(file_shape) * dtype.itemsize
+    if need > stored:
+        raise DataError(f"{path}: its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,}: "
+                        f"truncated or corrupt; expected {expected}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e}); expected {expected} saved with np.save") from None
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise DataError(f"{path}: non-finite values (NaN or inf) in {int(bad.sum())} of {x.size} entries, the first "
+                        f"at index {tuple(int(i) for i in np.argwhere(bad)[0])}; expected {expected}")
+    return x
+
+
+_DTYPE_KINDS = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
+                "V": "records", "M": "dates", "m": "time deltas"}
+
+
 @dataclass
 class MotionSet:
     """Sequences of one split: features in per-second units at each sequence's native framerate."""
@@ -471,32 +546,33 @@ class MotionSet:
 
 
 def read_ids(path):
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in io.StringIO(read_text(path), newline=None) if line.strip()]
 
 
 def read_texts(path, plain=False):
     """Parse a HumanML3D text file -> list of (caption, start_s, end_s); plain: a line without '#' fields is a
     whole-motion caption."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split("#")
-            if len(parts) < 4 and plain:
-                out.append((line, 0.0, 0.0))
-                continue
-            if len(parts) < 4:
-                raise DataError(f"{path}:{n}: expected 'caption#tokens#start#end', got {line[:60]!r}")
-            try:
-                start, end = float(parts[2]), float(parts[3])
-            except ValueError:
-                raise DataError(f"{path}:{n}: start/end are not numbers: {parts[2]!r}, {parts[3]!r}") from None
-            start = 0.0 if np.isnan(start) else start
-            end = 0.0 if np.isnan(end) else end
-            out.append((parts[0].strip(), start, end))
+    for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split("#")
+        if len(parts) < 4 and plain:
+            out.append((line, 0.0, 0.0))
+            continue
+        if len(parts) < 4:
+            raise DataError(f"{path}:{n}: expected 'caption#tokens#start#end', got {line[:60]!r}")
+        try:
+            start, end = float(parts[2]), float(parts[3])
+        except ValueError:
+            raise DataError(f"{path}:{n}: start/end are not numbers: {parts[2]!r}, {parts[3]!r}") from None
+        start = 0.0 if np.isnan(start) else start      # HumanML3D writes nan#nan for a whole motion
+        end = 0.0 if np.isnan(end) else end
+        if not (0 <= start < math.inf and 0 <= end < math.inf):
+            raise DataError(f"{path}:{n}: start/end must be seconds from 0 on (0.0#0.0 for the whole motion), "
+                            f"got {parts[2]!r}, {parts[3]!r}")
+        out.append((parts[0].strip(), start, end))
     return out
 
 
@@ -520,24 +596,17 @@ def _layout_items(name, data_dir, split, skeleton):
     meta = {}
     meta_path = os.path.join(data_dir, "meta.csv")
     if os.path.exists(meta_path):
-        with open(meta_path, newline="") as f:
-            for n, row in enumerate(csv.DictReader(f), 2):
-                try:
-                    meta[row["id"]] = (float(row["fps"]), row.get("action") or "")
-                except (KeyError, TypeError, ValueError):
-                    raise DataError(f"{meta_path}:{n}: expected columns id,fps[,action]") from None
+        for n, row in enumerate(csv.DictReader(io.StringIO(read_text(meta_path), newline="")), 2):
+            if not row.get("id") or row.get("fps") is None:
+                raise DataError(f"{meta_path}:{n}: expected columns id,fps[,action]")
+            meta[row["id"]] = (check_fps(row["fps"], f"{meta_path}:{n} (id {row['id']})"), row.get("action") or "")
     for sid in read_ids(os.path.join(data_dir, f"{split}.txt")):
         vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
         txt_path = os.path.join(data_dir, "texts", sid + ".txt")
         if not os.path.exists(vec_path) or not os.path.exists(txt_path):
             continue  # HumanML3D's split files list ids that some preparations drop; T2M skips them too
-        try:
-            x = np.load(vec_path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{vec_path}: cannot read ({e})") from None
-        if x.ndim != 2 or x.shape[1] != skeleton.feature_dim or not np.isfinite(x).all():
-            raise DataError(f"{vec_path}: expected finite ({'T'}, {skeleton.feature_dim}) features for {name}, "
-                            f"got shape {x.shape}")
+        x = load_npy(vec_path, (None, skeleton.feature_dim),
+                     f"a (T, {skeleton.feature_dim}) float array of {name} features")
         fps, action = meta.get(sid, (skeleton.fps, ""))
         yield sid, x.astype(np.float32), fps, read_texts(txt_path), action
 
@@ -601,14 +670,15 @@ def _statistics(data_dir, skeleton, train, name):
     (skeleton.fps), exactly HumanML3D's files; computed from the train split when absent."""
     mp, sp = os.path.join(data_dir, "Mean.npy"), os.path.join(data_dir, "Std.npy")
     if os.path.exists(mp) and os.path.exists(sp):
-        try:
-            mean, std = np.load(mp, allow_pickle=False), np.load(sp, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{mp} or {sp}: cannot read ({e})") from None
-        if mean.shape != (skeleton.feature_dim,) or std.shape != (skeleton.feature_dim,):
-            raise DataError(f"{mp}: expected shape ({skeleton.feature_dim},), got {mean.shape} / {std.shape}")
+        D = skeleton.feature_dim
+        mean = load_npy(mp, (D,), f"a ({D},) float array: the mean of each feature channel")
+        std = load_npy(sp, (D,), f"a ({D},) float array: the standard deviation of each feature channel")
+        if not (std > 0).all():                   # features are divided by it: a zero gives inf, then a nan loss
+            k = int(np.argmin(std > 0))
+            raise DataError(f"{sp}: every standard deviation must be positive; channel {k} is {std[k]:g}. Fix the "
+                            f"file, or delete Mean.npy and Std.npy to have them computed from the train split")
         return (features_per_second(mean[None].astype(np.float32), skeleton.fps)[0],
-                np.abs(features_per_second(std[None].astype(np.float32), skeleton.fps)[0]))
+                features_per_second(std[None].astype(np.float32), skeleton.fps)[0])
     if train is None:
         train = load_dataset(name, data_dir, "train", with_stats=False)
     return train_statistics(train)
@@ -733,6 +803,7 @@ class DatasetWriter:
         if len(features) == 0 or not np.isfinite(features).all():
             self.dropped.append(sid)
             return False
+        fps = check_fps(fps, f"sequence {sid}")
         np.save(os.path.join(self.tmp, "new_joint_vecs", sid + ".npy"), features.astype(np.float32))
         np.save(os.path.join(self.tmp, "new_joints", sid + ".npy"), np.asarray(joints, dtype=np.float32))
         with open(os.path.join(self.tmp, "texts", sid + ".txt"), "w", encoding="utf-8") as f:

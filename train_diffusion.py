@@ -46,6 +46,7 @@ parser.add_argument("--batch", type=int, default=64,
 parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
 parser.add_argument("--d-model", type=int, default=CFG.d_model, help="denoiser width (GPU-scale: 256+)")
 parser.add_argument("--layers", type=int, default=CFG.n_layers, help="denoiser blocks")
+parser.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: no clipping)")
 parser.add_argument("--cond-drop", type=float, default=CFG.cond_drop, help="probability of the null condition in training")
 parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
 parser.add_argument("--seed", type=int, default=0, help="random seed")
@@ -58,8 +59,8 @@ def check_args(args):
     for name in ("steps", "batch", "save_every", "d_model", "layers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < args.lr < math.inf or not 0 <= args.cond_drop < 1:
-        parser.error("--lr must be a positive number and --cond-drop in [0, 1)")
+    if not 0 < args.lr < math.inf or not 0 <= args.cond_drop < 1 or not 0 <= args.grad_clip < math.inf:
+        parser.error("--lr must be a positive number, --cond-drop in [0, 1) and --grad-clip not negative")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
 
@@ -189,7 +190,8 @@ if __name__ == "__main__":
                      "stopping (the last good checkpoint is kept)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         step += 1
         pbar.update(1)

@@ -143,3 +143,24 @@ def test_sample_never_overwrites_without_force(ckpts, tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     r = run("sample.py", *args, "--seed", "1", "--force")
     assert r.returncode == 0 and {p.name: p.read_bytes() for p in tmp_path.iterdir()} != before
+
+
+def test_train_diffusion_resume_refuses_another_stage1(ckpts, small_dataset, tmp_path):
+    """--resume --inr OTHER.pt would continue on another model's latents: refused, the checkpoint untouched.
+    A stage-2 run with an existing --out and neither --resume nor --force is refused too."""
+    other = str(tmp_path / "other.pt")
+    r = run("train_inr.py", "--data-dir", small_dataset, "--out", other, "--steps", "10", "--batch", "8",
+            "--clip-len", "8", "--hidden", "32", "--blocks", "1", "--eval-seqs", "2", "--fit-steps", "2",
+            "--eval-every", "0", "--device", "cpu", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    out = str(tmp_path / "d.pt")
+    tiny = ["--batch", "8", "--d-model", "32", "--layers", "1", "--device", "cpu"]
+    assert run("train_diffusion.py", "--inr", ckpts[0], "--out", out, "--steps", "2", *tiny).returncode == 0
+    before = open(out, "rb").read()
+    r = run("train_diffusion.py", "--inr", other, "--out", out, "--resume", "--steps", "4", *tiny)
+    assert r.returncode != 0 and "another stage-1 model" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run("train_diffusion.py", "--inr", ckpts[0], "--out", out, "--steps", "4", *tiny)
+    assert r.returncode != 0 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert open(out, "rb").read() == before
+    r = run("train_diffusion.py", "--inr", ckpts[0], "--out", out, "--resume", "--steps", "4", *tiny)
+    assert r.returncode == 0 and "resumed" in r.stdout, r.stderr
