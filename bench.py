@@ -1,17 +1,21 @@
 """
 Speed and memory of NeRM, measured on this machine; prints a markdown table per section and writes JSON.
+The two long runs, never part of the default: the README quick start, and the paper's stage-1 ablations.
 
     python bench.py                      # every section, ~5 min on 2 CPU cores
     python bench.py --only decode        # decoder frames/s at 20-240 fps, eager vs torch.compile, GFLOP/s vs matmul
     python bench.py --only train         # stage-1 step: time and peak memory by clip framerate
     python bench.py --only sample        # seconds per 10 s, 120 fps motion from text: DDPM-1000 and DDIM-50
     python bench.py --only quickstart    # the README quick start from scratch, timed step by step (~10 min)
+    python bench.py --only ablations     # 6 stage-1 variants trained and evaluated, the paper's tables (~45 min)
+    python bench.py --only ablations --ablation-steps 200 --ablation-dir /tmp/abl   # a tiny CPU run of the same
     python bench.py --device cuda --json runs/bench_gpu.json
 
 Peak memory: on CUDA torch.cuda.max_memory_allocated; on the CPU the sum of the allocation and free
 events the PyTorch profiler records during the step (tensors only, not the Python heap).
 Decoder FLOPs are counted analytically from the config (matmuls only, 2 per multiply-add, the frames
 asked for, not the padding); the ceiling is this machine's rate on one large dense fp32 matmul.
+Scripts run as subprocesses (bench.py imports only the base layer, nerm.py and data.py).
 """
 import argparse
 import json
@@ -19,6 +23,9 @@ import math
 import os
 import platform
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -26,12 +33,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
 import nerm
-from sample import Stage1
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart"],
-                    help="one section only (quickstart is never part of 'all': it trains both stages)")
+ROOT = os.path.dirname(os.path.abspath(__file__))   # where the scripts are
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart", "ablations"],
+                    help="one section only (quickstart and ablations are never part of 'all': they train models)")
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--json", default="runs/bench.json", help="where to write the figures")
 parser.add_argument("--batch", type=int, default=32, help="sequences per training step")
@@ -41,6 +49,11 @@ parser.add_argument("--blocks", type=int, default=3, help="NeRM residual blocks 
 parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure")
 parser.add_argument("--diffusion", default="runs/diffusion.pt",
                     help="stage-2 checkpoint for the sampling section (random weights when absent)")
+parser.add_argument("--data", default="synthetic", help="ablations: the dataset to train and evaluate on")
+parser.add_argument("--data-dir", default=None, help="ablations: its directory (default: data/<name>)")
+parser.add_argument("--ablation-steps", type=int, default=3000, help="ablations: training steps of each variant")
+parser.add_argument("--ablation-dir", default="runs/ablations",
+                    help="ablations: where the checkpoints and eval.json go (finished variants are kept: a rerun resumes)")
 
 
 def cpu_name():
@@ -157,18 +170,16 @@ def bench_decode(args, results):
     rows = []
     for B in (1, 32):
         for fps in (20, 60, 120, 240):
-            T = int(round(fps * args.seconds))
+            T = nerm.num_frames(fps, args.seconds)
             z = torch.randn(B, cfg.latent_dim, device=dev)
-            t = torch.linspace(0, 1, T, device=dev).expand(B, T)
-            s = torch.full((B,), float(fps), device=dev)
             repeats = 3 if B * T > 20000 else 10
             before = compiled.compiles
             t0 = time.perf_counter()
-            nerm.decode(compiled, z, t, s)  # compiles any shape not seen yet
+            nerm.decode(compiled, z, fps, args.seconds)  # compiles any shape not seen yet
             first = time.perf_counter() - t0
             new = compiled.compiles - before
-            t_eager = best_of(lambda: nerm.decode(decoder, z, t, s), dev, repeats)
-            t_comp = best_of(lambda: nerm.decode(compiled, z, t, s), dev, repeats)
+            t_eager = best_of(lambda: nerm.decode(decoder, z, fps, args.seconds), dev, repeats)
+            t_comp = best_of(lambda: nerm.decode(compiled, z, fps, args.seconds), dev, repeats)
             assert compiled.compiles == before + new, "the timed calls recompiled"
             flops = decoder_flops(cfg, B * T, B * math.ceil(T / 256))
             row = {"fps": fps, "batch": B, "frames": B * T, "eager_fps": B * T / t_eager, "compiled_fps": B * T / t_comp,
@@ -180,17 +191,16 @@ def bench_decode(args, results):
                   f"{row['speedup']:.2f} | {row['eager_gflops']:.1f} | {row['compiled_gflops']:.1f} | "
                   f"{row['ceiling_ratio']:.0%} | {first:.1f} | {new} |")
     # where the time goes, batch 32 at 120 fps
-    B, T = 32, int(round(120 * args.seconds))
-    z, t = torch.randn(B, cfg.latent_dim, device=dev), torch.linspace(0, 1, T, device=dev).expand(B, T)
-    s = torch.full((B,), 120.0, device=dev)
-    share = {"eager": matmul_share(lambda: nerm.decode(decoder, z, t, s)),
-             "compiled": matmul_share(lambda: nerm.decode(compiled, z, t, s))}
+    B, T = 32, nerm.num_frames(120, args.seconds)
+    z = torch.randn(B, cfg.latent_dim, device=dev)
+    share = {"eager": matmul_share(lambda: nerm.decode(decoder, z, 120, args.seconds)),
+             "compiled": matmul_share(lambda: nerm.decode(compiled, z, 120, args.seconds))}
     # bf16 autocast against fp32 (random weights, outputs of unit scale)
-    ref = nerm.decode(decoder, z, t, s)
+    ref = nerm.decode(decoder, z, 120, args.seconds)
     fp32_graphs, bf16 = compiled.compiles, {}
     for name, dec in (("eager", decoder), ("compiled", compiled)):
-        out = nerm.decode(dec, z, t, s, dtype=torch.bfloat16)
-        sec = best_of(lambda: nerm.decode(dec, z, t, s, dtype=torch.bfloat16), dev, 3)
+        out = nerm.decode(dec, z, 120, args.seconds, dtype=torch.bfloat16)
+        sec = best_of(lambda: nerm.decode(dec, z, 120, args.seconds, dtype=torch.bfloat16), dev, 3)
         bf16[name] = {"frames_per_s": B * T / sec, "max_abs_err": (out - ref).abs().max().item(),
                       "rel_rms_err": ((out - ref).norm() / ref.norm()).item()}
     print(f"graphs compiled: {fp32_graphs} for the 8 fp32 settings (rows of 256 timestamps in groups of 1, 2, 4 ... 32), "
@@ -212,7 +222,7 @@ def bench_sample(args, results):
     """Seconds per sentence (batch 1) for a 10 s, 120 fps motion: DDPM-1000 and DDIM-50, denoising vs decoding."""
     dev, text, seconds, fps = args.device, "a person walks to the right slowly", 10.0, 120.0
     if os.path.exists(args.diffusion):
-        ckpt = torch.load(args.diffusion, map_location="cpu", weights_only=True)
+        ckpt = nerm.load_checkpoint(args.diffusion, stage=2)
         model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"]))
         model.load_state_dict(ckpt["model"])
         payload, source = ckpt["inr"], f"trained weights from {args.diffusion}"
@@ -220,22 +230,25 @@ def bench_sample(args, results):
         vocab = nerm.Vocab.build([text, "someone jumps twice", "a man waves his hand"])
         model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list()))
         cfg = nerm.INRConfig(feature_dim=263, hidden=args.hidden, n_blocks=args.blocks)
-        payload = {"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict(), "mean": torch.zeros(263),
-                   "std": torch.ones(263), "time_norm": True, "max_fps": 120.0}
+        payload = {"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict(),
+                   "skeleton": data.skeleton_to_dict(data.SMPL22)}
         source = f"random weights ({args.diffusion} not found)"
     model = model.to(dev).eval()
-    eager, compiled = Stage1(payload, dev), Stage1(payload, dev, compile=True)
+    decoder = nerm.load_decoder(payload, dev)
+    compiled, skeleton = nerm.compile_decoder(decoder), data.resolve_skeleton(payload["skeleton"])
+
+    def motion(z):  # what sample.py does with a latent: decode, velocities per frame, joints
+        x = nerm.decode(decoder, z[None], fps, seconds)[0].cpu().numpy()
+        return data.features_to_joints(data.features_per_frame(x, fps), skeleton)
     print(f"\n## Sampling: one {seconds:g} s motion at {fps:g} fps from text, batch 1, guidance 2.5 ({source}; "
           f"denoiser d={model.config.d_model} x {model.config.n_layers}) on {machine()}")
     g = torch.Generator(device=dev).manual_seed(0)
     sample = lambda sampler, steps=50: model.sample(1, text=text, duration=seconds, sampler=sampler, steps=steps,  # noqa: E731
                                                     generator=g)
     z = sample("ddim")[0]
-    T = int(round(fps * seconds))
-    t, s = eager.times(T, seconds), torch.tensor([fps], device=dev)
-    dec = {name: best_of(lambda: nerm.decode(st.fast, z[None], t, s), dev, args.repeats)
-           for name, st in (("eager", eager), ("compiled", compiled))}
-    whole = best_of(lambda: eager.decode(z, seconds, fps), dev, args.repeats)  # INR + features -> joints
+    dec = {name: best_of(lambda: nerm.decode(d, z[None], fps, seconds), dev, args.repeats)
+           for name, d in (("eager", decoder), ("compiled", compiled))}
+    whole = best_of(lambda: motion(z), dev, args.repeats)  # INR + features -> joints
     joints = max(0.0, whole - dec["eager"])
     denoise = {"ddim": best_of(lambda: sample("ddim"), dev, args.repeats)}
     t0 = time.perf_counter()
@@ -252,8 +265,8 @@ def bench_sample(args, results):
         print(f"| {sampler} | {steps} | {denoise[sampler]:.2f} | {dec['eager']:.3f} | {dec['compiled']:.3f} | "
               f"{joints:.3f} | {total:.2f} |")
     print(f"target: DDIM-50 sentence -> 10 s at 120 fps in {rows[1]['total_s']:.2f} s (<= 1 s); "
-          f"compiled decoder graphs: {compiled.fast.compiles}")
-    results["sample"] = {"machine": machine(), "source": source, "rows": rows, "graphs_compiled": compiled.fast.compiles}
+          f"compiled decoder graphs: {compiled.compiles}")
+    results["sample"] = {"machine": machine(), "source": source, "rows": rows, "graphs_compiled": compiled.compiles}
 
 
 class FrameSpaceModel(nn.Module):
@@ -287,15 +300,15 @@ def bench_train(args, results):
     rows = []
     for fps in (20, 60, 120):
         idx = torch.arange(B, device=dev)
-        # a clip of m frames at rate fps: the time span shrinks as the rate grows, the work does not
-        t = (torch.rand(B, 1, device=dev) * 0.5 + torch.arange(m, device=dev) / (fps * args.seconds))
-        s = torch.full((B,), float(fps), device=dev)
+        # a clip of m frames at rate fps (seconds): the time span shrinks as the rate grows, the work does not
+        t = torch.rand(B, 1, device=dev) * 0.5 * args.seconds + torch.arange(m, device=dev) / fps
+        s, dur = torch.full((B,), float(fps), device=dev), torch.full((B,), args.seconds, device=dev)
         x = torch.randn(B, m, D, device=dev)
         L = int(fps * args.seconds)
         xf = torch.randn(B, L, D, device=dev)
 
         def inr_step():
-            _, loss, _, _ = model(idx, t, s, x)
+            _, loss, _, _ = model(idx, t, dur, s, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -319,32 +332,105 @@ def bench_train(args, results):
     results["train"] = {"machine": machine(), "rows": rows, "nerm_ratio_120_20": ratio}
 
 
+def run_script(script, *flags, quiet=False):
+    """python <script> <flags> in a subprocess; on failure, exit with its error (quiet: its output is kept
+    back and only the end of it is shown then)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, script), *flags], capture_output=quiet, text=True)
+    if r.returncode != 0:
+        tail = "\n" + "\n".join((r.stdout + r.stderr).splitlines()[-20:]) if quiet else " (above)"
+        sys.exit(f"error: python {script} {' '.join(flags)} failed{tail}")
+
+
 def bench_quickstart(args, results):
     """Wall time of each README quick-start command, from a fresh dataset directory to eval.py."""
-    import subprocess
-    import sys
-    import tempfile
     tmp = tempfile.mkdtemp(prefix="nerm_quickstart_")
     d, inr, dif = os.path.join(tmp, "synthetic"), os.path.join(tmp, "inr.pt"), os.path.join(tmp, "diffusion.pt")
+    # the README's commands, with every file they write (dataset, checkpoints, samples, evaluator) in tmp
     steps = [("train_inr.py (incl. writing the dataset)", ["train_inr.py", "--data-dir", d, "--out", inr]),
              ("train_diffusion.py", ["train_diffusion.py", "--inr", inr, "--out", dif]),
              ("sample.py, 60 fps", ["sample.py", "--ckpt", dif, "--text", "a person walks to the right slowly",
                                     "--fps", "60", "--out", os.path.join(tmp, "samples")]),
-             ("eval.py", ["eval.py", "--ckpt", dif, "--data-dir", d])]
+             ("eval.py (incl. training the evaluator)", ["eval.py", "--ckpt", dif, "--data-dir", d,
+                                                         "--evaluator", os.path.join(tmp, "evaluator.pt")])]
     print(f"\n## Quick start from scratch on {machine()} (in {tmp})")
     print("| command | wall time (s) |\n|---|---|")
     rows = []
     try:
         for name, cmd in steps:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, *cmd], check=True, capture_output=True)
+            run_script(*cmd, quiet=True)
             rows.append({"command": name, "seconds": time.perf_counter() - t0})
-            print(f"| {name} | {rows[-1]['seconds']:.0f} |")
+            print(f"| {name} | {rows[-1]['seconds']:.0f} |", flush=True)
     finally:  # the dataset and checkpoints are ~0.9 GB: leave nothing in the temp dir
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(r["seconds"] for r in rows)
     print(f"| total | {total:.0f} |")
     results["quickstart"] = {"machine": machine(), "rows": rows, "total_s": total}
+
+
+# the paper's stage-1 ablations: (name, train_inr.py flags)
+VARIANTS = [("codebook", []), ("sinusoidal", ["--time-enc", "sinusoidal"]), ("none", ["--time-enc", "none"]),
+            ("no_variational", ["--no-variational"]), ("no_time_norm", ["--no-time-norm"]),
+            ("fixed", ["--fps-mode", "fixed"])]
+
+
+def bench_ablations(args, results):
+    """Train the six stage-1 variants (train_inr.py; a finished one is skipped, an unfinished one resumed),
+    measure them with eval.py --mre --clip-fid, and print the paper's tables from eval.py's JSON."""
+    t0, paths = time.time(), {}
+    data_flags = ["--data", args.data] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    for name, flags in VARIANTS:
+        paths[name] = path = os.path.join(args.ablation_dir, name + ".pt")
+        if os.path.exists(path) and nerm.load_checkpoint(path, stage=1)["step"] >= args.ablation_steps:
+            print(f"{path}: trained, skipped")
+            continue
+        cmd = ["train_inr.py", *data_flags, "--steps", str(args.ablation_steps), "--eval-every", "0",
+               "--eval-seqs", "4", "--out", path, *flags] + (["--resume"] if os.path.exists(path) else [])
+        print("$ python " + " ".join(cmd), flush=True)
+        t1 = time.time()
+        run_script(*cmd)
+        print(f"  {name}: {time.time() - t1:.0f} s", flush=True)
+    t1, out = time.time(), os.path.join(args.ablation_dir, "eval.json")
+    cmd = ["eval.py", *data_flags, "--mre", *paths.values(), "--clip-fid", *paths.values(), "--json", out]
+    print("$ python " + " ".join(cmd), flush=True)
+    run_script(*cmd)
+    with open(out) as f:
+        ev = json.load(f)
+    print(f"evaluated in {time.time() - t1:.0f} s: MRE (m) on {ev['mre'][paths['codebook']]['sequences']} val "
+          f"sequences; clip-FID mean ± 1.96 σ/√R")
+
+    def m(name, f, kind="mre"):
+        return f"{ev['mre'][paths[name]][kind][str(f)]:.4f}"
+
+    def c(name, f, row="fit"):  # a variant's row, or one of the real floors
+        cell = ev["clip_fid"][f"{paths[name]} ({row})" if name in paths else name][str(f)]
+        return f"{round(cell['mean'], 3) + 0.0:.3f} ± {cell['ci']:.3f}"
+
+    def table(title, head, lines):
+        print(f"\n{title}\n\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+
+    eval_fps = (20, 40, 60, 100, 120)
+    table("Time encoding (native rates, variational, time normalized)",
+          ["time encoding", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
+          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120)] for n in ("none", "sinusoidal", "codebook")])
+    table("Variational vs the plain auto-decoder (fit: val latents fitted; prior: z from the training latents' Gaussian)",
+          ["latent", "MRE@20", "MRE@120", "clip-FID@20 fit", "clip-FID@120 fit", "clip-FID@20 prior", "clip-FID@120 prior"],
+          [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 20, "prior"), c(n, 120, "prior")]
+           for label, n in (("variational", "codebook"), ("plain (--no-variational)", "no_variational"))])
+    table("Time normalization", ["time", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
+          [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120)]
+           for label, n in (("normalized to [0, 1]", "codebook"), ("seconds (--no-time-norm)", "no_time_norm"))])
+    both = (("native", "codebook"), ("fixed 20 fps", "fixed"))
+    table("Framerates: native-rate training vs every sequence resampled to 20 fps first, by the fps decoded at",
+          ["training", "figure"] + [f"@{f}" for f in eval_fps],
+          [[label, name] + [m(n, f, kind) for f in eval_fps] for kind, name in (("mre", "MRE"), ("local", "local MRE"))
+           for label, n in both]
+          + [[label, f"clip-FID {row}"] + [c(n, f, row) for f in eval_fps] for row in ("fit", "prior") for label, n in both]
+          + [[label, "clip-FID"] + [c(label, f) for f in eval_fps] for label in ("real via 20 fps", "real (test)")])
+    print(f"\nablations: {time.time() - t0:.0f} s in all ({args.ablation_steps} steps per variant)")
+    results["ablations"] = {"machine": machine(), "steps": args.ablation_steps, "seconds": time.time() - t0, **ev}
 
 
 if __name__ == "__main__":
@@ -359,6 +445,11 @@ if __name__ == "__main__":
         bench_sample(args, results)
     if args.only == "quickstart":
         bench_quickstart(args, results)
+    if args.only == "ablations":
+        try:
+            bench_ablations(args, results)
+        except nerm.CheckpointError as e:
+            sys.exit(f"error: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)

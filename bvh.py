@@ -18,6 +18,7 @@ Conventions (BVH's own, as Blender's importer reads them):
 This module builds on data.py (skeletons, features, MotionSet); data.py never imports it.
 """
 import csv
+import io
 import os
 import zlib
 from dataclasses import dataclass, replace
@@ -58,20 +59,24 @@ class _Malformed(ValueError):
 
 
 def read_bvh_channels(path):
-    """Parse a BVH file into BVHData; any malformation raises ValueError('{path}: line N: ...').
+    """Parse a BVH file into BVHData; an unreadable or malformed file raises data.DataError('{path}: line N: ...').
 
     A BVH file is a HIERARCHY block (nested joints with OFFSET and CHANNELS) and a MOTION block (a header,
     then one line of numbers per frame). The two are read by separate parts below."""
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        lines = f.read().splitlines()             # text mode already maps CRLF and lone CR to LF
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            lines = f.read().splitlines()         # text mode already maps CRLF and lone CR to LF
+    except OSError as e:
+        raise data.DataError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         m = next((i for i, line in enumerate(lines) if line.strip().upper() == "MOTION"), None)
         if m is None:
             raise _Malformed(f"no MOTION line in its {len(lines)} lines")
         names, parents, offsets, channels, end_sites = _parse_hierarchy(_Words(lines[:m], motion_line=m + 1))
-        motion, frame_time = _parse_motion(lines, m, sum(len(c) for c in channels))
+        columns = [f"{name} {c}" for name, chans in zip(names, channels) for c in chans]
+        motion, frame_time = _parse_motion(lines, m, columns)
     except _Malformed as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise data.DataError(f"{path}: {e}") from None
     return BVHData(names, parents, offsets, channels, end_sites, motion, frame_time)
 
 
@@ -177,9 +182,11 @@ def _read_channels(words, ln):
     return chans
 
 
-def _parse_motion(lines, m, C):
-    """The MOTION block after line index m: 'Frames: T', 'Frame Time: dt', then T lines of C numbers
-    -> (motion (T, C) float64, dt). Blank lines are skipped; line numbers in errors are the file's."""
+def _parse_motion(lines, m, columns):
+    """The MOTION block after line index m: 'Frames: T', 'Frame Time: dt', then T lines of one number per
+    channel (columns names them) -> (motion (T, C) float64, dt). Blank lines are skipped; line numbers in
+    errors are the file's."""
+    C = len(columns)
     body = [(i + 1, line) for i, line in enumerate(lines[m + 1:], start=m + 1) if line.strip()]
     header = {}
     for (ln, line), key in zip(body[:2], ("frames", "frame time")):
@@ -190,19 +197,28 @@ def _parse_motion(lines, m, C):
             name = ""
         if name.strip().lower() != key:
             raise _Malformed(f"line {ln}: expected '{key.title()}: <number>', found {line.strip()!r}")
-    if len(header) < 2 or header["frame time"] <= 0:
-        raise _Malformed(f"line {m + 1}: MOTION needs 'Frames:' and a positive 'Frame Time:'")
-    T = header["frames"]
+    if len(header) < 2:
+        raise _Malformed(f"line {m + 1}: MOTION needs a 'Frames:' and a 'Frame Time:' line")
+    T, dt = header["frames"], header["frame time"]
+    if T < 1:
+        raise _Malformed(f"line {body[0][0]}: 'Frames: {T}': a BVH file needs at least one frame")
+    fps = 1.0 / dt if dt else np.inf             # nan stays nan, 1e-300 gives 1e300: both refused below
+    if not data.MIN_FPS <= fps <= data.MAX_FPS:
+        raise _Malformed(f"line {body[1][0]}: 'Frame Time: {dt!r}' means {fps:g} frames per second; {data.FPS_RULE}: "
+                         f"a Frame Time of {1 / data.MAX_FPS:g} to {1 / data.MIN_FPS:g} s")
     rows = body[2:]
     values = [line.split() for _, line in rows]
     for (ln, _), v in zip(rows, values):
         if len(v) != C:
             raise _Malformed(f"line {ln}: {len(v)} values, expected {C} (one per channel)")
-    if len(rows) != T:
+    if len(rows) < T:
         raise _Malformed(f"line {rows[-1][0] if rows else body[1][0]}: 'Frames: {T}' but {len(rows)} frame lines "
                          "(truncated?)")
+    if len(rows) > T:
+        raise _Malformed(f"line {rows[T][0]}: 'Frames: {T}' but {len(rows)} frame lines: set Frames to the "
+                         "number of frame lines")
     try:
-        return np.array(values, dtype=np.float64).reshape(T, C), header["frame time"]
+        motion = np.array(values, dtype=np.float64).reshape(T, C)
     except ValueError:                            # name the first word that is not a number
         for (ln, _), v in zip(rows, values):
             for x in v:
@@ -211,6 +227,11 @@ def _parse_motion(lines, m, C):
                 except ValueError:
                     raise _Malformed(f"line {ln}: {x!r} is not a number") from None
         raise
+    bad = ~np.isfinite(motion)
+    if bad.any():                                 # 'nan' and 'inf' parse as floats: no pose has them
+        t, c = np.argwhere(bad)[0]
+        raise _Malformed(f"line {rows[t][0]}: {values[t][c]!r} ({columns[c]}) is not a finite number")
+    return motion, dt
 
 
 def _axis_rotation(axis, rad):
@@ -259,7 +280,9 @@ def _guess_scale(pos):
 
 
 def read_bvh(path, scale=None):
-    """(positions (T, J, 3) metres, Skeleton, fps) from a BVH file; scale = metres per file unit (None: guess)."""
+    """(positions (T, J, 3) metres, Skeleton, fps) from a BVH file; scale = metres per file unit (None: guess).
+    An unreadable or malformed file (a syntax error, a Frame Time outside data.FPS_RULE, NaN or inf in the motion,
+    a Frames count that is not the number of frame lines) raises data.DataError naming the file and line."""
     bvh = read_bvh_channels(path)
     pos = bvh_positions(bvh)
     scale = _guess_scale(pos) if scale is None else scale
@@ -518,13 +541,6 @@ def drop_tpose(joints, min_jump=0.1):
 _BVH_FOLDER = {}   # the last folder converted: train, val and test loads of one run read each file once
 
 
-def _bvh_read(path):
-    try:
-        return read_bvh(path)
-    except (ValueError, OSError) as e:
-        raise data.DataError(str(e)) from None
-
-
 def _convert_bvh_folder(data_dir):
     """-> (stems, per-frame features, native fps, Skeleton) for every .bvh file under data_dir (sorted)."""
     if not data_dir or not os.path.isdir(data_dir):
@@ -542,7 +558,7 @@ def _convert_bvh_folder(data_dir):
         raise data.DataError(f"{data_dir}: file names must be unique (captions and splits use them): {twice[:2]}")
     # the first file (sorted) sets the skeleton: its joint order, which joints are kept, and the bone lengths
     # every other file is retargeted to, as HumanML3D retargets all of AMASS to one subject (uniform_skeleton)
-    ref_x, ref, _ = _bvh_read(paths[0])
+    ref_x, ref, _ = read_bvh(paths[0])
     tree = {n: ref.joint_names[p] if p >= 0 else None for n, p in zip(ref.joint_names, ref.parents)}
     keep, skeleton = prune_skeleton(ref_x, ref)
     skeleton = replace(skeleton, name=os.path.basename(os.path.abspath(data_dir)))
@@ -553,7 +569,7 @@ def _convert_bvh_folder(data_dir):
     parent = [p if p >= 0 else j for j, p in enumerate(skeleton.parents)]
     feats, fps_list = [], []
     for path in paths:
-        x, skel, fps = _bvh_read(path)
+        x, skel, fps = read_bvh(path)
         other = {n: skel.joint_names[p] if p >= 0 else None for n, p in zip(skel.joint_names, skel.parents)}
         if other != tree:
             diff = sorted(set(tree.items()) ^ set(other.items()), key=str)[:4]
@@ -599,16 +615,15 @@ def _labels(data_dir, ids):
     texts, actions = {}, {}
     labels = os.path.join(data_dir, "labels.csv")
     if os.path.exists(labels):
-        with open(labels, newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.DictReader(f), 2):
-                if not row.get("file"):
-                    raise data.DataError(f"{labels}:{n}: expected columns file,caption[,action]")
-                stem = os.path.basename(row["file"].strip())
-                stem = stem[:-4] if stem.lower().endswith(".bvh") else stem
-                if (row.get("caption") or "").strip():
-                    texts.setdefault(stem, []).append((row["caption"].strip(), 0.0, 0.0))
-                if (row.get("action") or "").strip():
-                    actions.setdefault(stem, row["action"].strip())
+        for n, row in enumerate(csv.DictReader(io.StringIO(data.read_text(labels), newline="")), 2):
+            if not row.get("file"):
+                raise data.DataError(f"{labels}:{n}: expected columns file,caption[,action]")
+            stem = os.path.basename(row["file"].strip())
+            stem = stem[:-4] if stem.lower().endswith(".bvh") else stem
+            if (row.get("caption") or "").strip():
+                texts.setdefault(stem, []).append((row["caption"].strip(), 0.0, 0.0))
+            if (row.get("action") or "").strip():
+                actions.setdefault(stem, row["action"].strip())
     for stem in ids:
         path = os.path.join(data_dir, "texts", stem + ".txt")
         if os.path.exists(path):

@@ -3,6 +3,7 @@ Motion data for NeRM: skeletons, HumanML3D-style features, datasets and clip sam
 the dataset layout. Every script builds on this file; it imports none of them (bvh.py and synthetic.py build on it).
 
     python -m pytest -q tests/test_features.py tests/test_data.py     # the feature pipeline and the loaders
+    python -m pytest -q tests/test_bad_input.py   # every bad file gives one DataError naming it, ~10 s
 
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
@@ -475,17 +476,20 @@ def read_text(path):
         raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
 
 
-def load_npy(path, shape, expected):
+def load_npy(path, shape, expected, remedy=""):
     """A numeric .npy array, checked before and after loading; every problem is a DataError naming the file.
 
     shape: the wanted shape, None for a free length, e.g. (None, 263). `expected` says in words what the file
-    should hold. The header (dtype, shape) is read first and compared with the file's size, so a corrupt header
-    claiming (10**9, 263) never allocates; pickled (object) arrays are refused; NaN and inf are refused after."""
+    should hold, `remedy` what to do about a bad one (it ends every message). The header (dtype, shape) is read
+    first and compared with the file's size, so a corrupt header claiming (10**9, 263) never allocates; pickled
+    (object) arrays are refused; NaN and inf are refused after loading."""
+    def fail(problem):
+        return DataError(f"{path}: {problem}; expected {expected}" + (f". {remedy}" if remedy else ""))
+
     try:
         with open(path, "rb") as f:
             if f.read(2) == b"PK":                # a zip archive: np.savez's .npz under a .npy name
-                raise DataError(f"{path}: an .npz archive (np.savez), not an .npy array; expected {expected} "
-                                "saved with np.save")
+                raise fail("an .npz archive (np.savez under a .npy name), not an array saved with np.save")
             f.seek(0)
             version = np.lib.format.read_magic(f)
             if version not in ((1, 0), (2, 0), (3, 0)):
@@ -496,23 +500,24 @@ def load_npy(path, shape, expected):
             file_shape, _, dtype = read_header(f)
             stored = os.fstat(f.fileno()).st_size - f.tell()
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e}); expected {expected} saved with np.save") from None
+        raise fail(f"cannot read ({e})") from None
     if dtype.kind not in "fiu":                   # bool, complex, strings, objects, records: not features
-        raise DataError(f"{path}: expected {expected}, got an array of {dtype} ({_DTYPE_KINDS.get(dtype.kind, 'not numbers')})")
+        raise fail(f"got an array of {dtype} ({_DTYPE_KINDS.get(dtype.kind, 'not numbers')})")
     if len(file_shape) != len(shape) or any(n is not None and n != k for n, k in zip(shape, file_shape)):
-        raise DataError(f"{path}: expected {expected}, got shape {file_shape}")
+        raise fail(f"got shape {file_shape}")
     need = math.prod(file_shape) * dtype.itemsize
     if need > stored:
-        raise DataError(f"{path}: its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,}: "
-                        f"truncated or corrupt; expected {expected}")
+        raise fail(f"its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,} bytes of "
+                   "data: truncated or corrupt")
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e}); expected {expected} saved with np.save") from None
+        raise fail(f"cannot read ({e})") from None
     bad = ~np.isfinite(x)
     if bad.any():
-        raise DataError(f"{path}: non-finite values (NaN or inf) in {int(bad.sum())} of {x.size} entries, the first "
-                        f"at index {tuple(int(i) for i in np.argwhere(bad)[0])}; expected {expected}")
+        first = np.argwhere(bad)[0]
+        at = f"row {first[0]}, column {first[1]}" if x.ndim == 2 else f"index {tuple(int(i) for i in first)}"
+        raise fail(f"non-finite values (NaN or inf) in {int(bad.sum())} of {x.size} entries, the first at {at}")
     return x
 
 
@@ -605,8 +610,8 @@ def _layout_items(name, data_dir, split, skeleton):
         txt_path = os.path.join(data_dir, "texts", sid + ".txt")
         if not os.path.exists(vec_path) or not os.path.exists(txt_path):
             continue  # HumanML3D's split files list ids that some preparations drop; T2M skips them too
-        x = load_npy(vec_path, (None, skeleton.feature_dim),
-                     f"a (T, {skeleton.feature_dim}) float array of {name} features")
+        x = load_npy(vec_path, (None, skeleton.feature_dim), f"a (T, {skeleton.feature_dim}) float array of {name} "
+                     "features", f"Re-create the file, or leave {sid} out of {split}.txt")
         fps, action = meta.get(sid, (skeleton.fps, ""))
         yield sid, x.astype(np.float32), fps, read_texts(txt_path), action
 
@@ -671,12 +676,12 @@ def _statistics(data_dir, skeleton, train, name):
     mp, sp = os.path.join(data_dir, "Mean.npy"), os.path.join(data_dir, "Std.npy")
     if os.path.exists(mp) and os.path.exists(sp):
         D = skeleton.feature_dim
-        mean = load_npy(mp, (D,), f"a ({D},) float array: the mean of each feature channel")
-        std = load_npy(sp, (D,), f"a ({D},) float array: the standard deviation of each feature channel")
+        again = "Fix it, or delete Mean.npy and Std.npy to have them computed from the train split"
+        mean = load_npy(mp, (D,), f"a ({D},) float array: the mean of each feature channel", again)
+        std = load_npy(sp, (D,), f"a ({D},) float array: the standard deviation of each feature channel", again)
         if not (std > 0).all():                   # features are divided by it: a zero gives inf, then a nan loss
             k = int(np.argmin(std > 0))
-            raise DataError(f"{sp}: every standard deviation must be positive; channel {k} is {std[k]:g}. Fix the "
-                            f"file, or delete Mean.npy and Std.npy to have them computed from the train split")
+            raise DataError(f"{sp}: every standard deviation must be positive; channel {k} is {std[k]:g}. {again}")
         return (features_per_second(mean[None].astype(np.float32), skeleton.fps)[0],
                 features_per_second(std[None].astype(np.float32), skeleton.fps)[0])
     if train is None:

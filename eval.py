@@ -59,10 +59,11 @@ R_PRECISION_BATCH = 32              # T2M: R-precision ranks each text among 32 
 
 def load_split(name, data_dir, split, fps_mode="native"):
     """One split of a dataset: a folder of BVH files through bvh.py, anything else in the HumanML3D layout."""
+    data_dir = data_dir or os.path.join("data", name)
     if name == "bvh":
         import bvh   # only this dataset needs the BVH reader
         return bvh.load_bvh_folder(data_dir, split, fps_mode)
-    return data.load_dataset(name, data_dir or os.path.join("data", name), split, fps_mode)
+    return data.load_dataset(name, data_dir, split, fps_mode)
 
 
 Stage2 = namedtuple("Stage2", "ckpt model decoder")   # a stage-2 checkpoint, its DDPM and the INR decoder it carries

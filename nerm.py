@@ -237,14 +237,15 @@ def decode(decoder, z, fps, seconds, chunk=8192, row=256, dtype=None):
     """
     dev = decoder.mean.device
     B = z.shape[0]
-    seconds = torch.as_tensor(seconds, dtype=torch.float32, device=dev).expand(B)
+    # frame counts from float64 seconds, as callers count them (float32 would lose a frame at times)
+    seconds = torch.as_tensor(seconds, dtype=torch.float64).to(dev).expand(B)
     M = num_frames(fps, float(seconds.max()))
     t = (torch.arange(M, device=dev, dtype=torch.float64) / fps).float().expand(B, M)  # (B, M) seconds
     row = min(row, chunk)
     R = -(-M // row)                                             # rows per sequence
     t = F.pad(t, (0, R * row - M)).reshape(B * R, row)           # (B, R*row) -> (B*R, row); pad t = 0
     z = z.repeat_interleave(R, 0)                                # (B*R, Z): each row carries its z,
-    dur = seconds.repeat_interleave(R, 0)                        # (B*R,)   its sequence's duration
+    dur = seconds.float().repeat_interleave(R, 0)                # (B*R,)   its sequence's duration
     rate = torch.full((B * R,), float(fps), device=dev)          # (B*R,)   and the framerate
     outs, i, most = [], 0, max(1, chunk // row)
     with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype not in (None, torch.float32)):

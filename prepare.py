@@ -22,6 +22,7 @@ replaced with --force. Nothing is downloaded; nothing is unpickled except throug
 import argparse
 import builtins
 import csv
+import io
 import os
 import pickle
 import re
@@ -63,6 +64,9 @@ def load_body_model(path):
                              f"AMASS distributes (body_models/smplh/<gender>/model.npz)") from None
     except (KeyError, OSError) as e:
         raise data.DataError(f"{path}: not an SMPL+H model.npz ({e})") from None
+    bad = [k for k, v in m.items() if not np.isfinite(v).all()]
+    if bad:
+        raise data.DataError(f"{path}: non-finite values (NaN or inf) in {', '.join(bad)}: a damaged model file")
     kin = m["kintree_table"].astype(np.int64)         # (2, K): parent ids over joint ids; the root's is 2^32-1 or -1
     K = kin.shape[1]
     parents = np.full(K, -1)
@@ -202,11 +206,10 @@ def _open_writer(args):
 
 
 def _read_lines(path):
-    """Non-empty lines of a text file; [] when there is no such file."""
+    """Non-empty lines of a UTF-8 text file; [] when there is no such file."""
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in io.StringIO(data.read_text(path), newline=None) if line.strip()]
 
 
 def _summary(writer, skipped):
@@ -230,14 +233,20 @@ def read_amass(path):
         with np.load(path, allow_pickle=False) as f:
             fps = f["mocap_framerate"] if "mocap_framerate" in f.files else f["mocap_frame_rate"]
             gender = np.asarray(f["gender"]).item()
-            out = (f["poses"], f["trans"], f["betas"], float(fps))
-    except (KeyError, ValueError, OSError) as e:
+            poses, trans, betas, fps = f["poses"], f["trans"], f["betas"], fps.item()
+    except (KeyError, ValueError, OSError, EOFError) as e:
         raise data.DataError(f"{path}: not an AMASS pose file (poses, trans, betas, mocap_framerate, gender): "
                              f"{e}") from None
     gender = (gender.decode() if isinstance(gender, bytes) else str(gender)).strip().lower()
-    if out[0].ndim != 2 or out[0].shape[1] < 3 * BODY_JOINTS or out[1].shape != (len(out[0]), 3):
-        raise data.DataError(f"{path}: poses {out[0].shape} / trans {out[1].shape} are not (T, 156) / (T, 3)")
-    return out + (gender,)
+    if poses.ndim != 2 or poses.shape[1] < 3 * BODY_JOINTS or trans.shape != (len(poses), 3):
+        raise data.DataError(f"{path}: poses {poses.shape} / trans {trans.shape} are not (T, 156) / (T, 3)")
+    for name, a in (("poses", poses), ("trans", trans), ("betas", betas)):
+        if a.dtype.kind not in "fiu":
+            raise data.DataError(f"{path}: {name} holds {a.dtype} values, expected numbers")
+        if not np.isfinite(a).all():
+            raise data.DataError(f"{path}: non-finite values (NaN or inf) in {name}, frame "
+                                 f"{int(np.argwhere(~np.isfinite(a))[0][0])}: a damaged capture")
+    return poses, trans, betas, data.check_fps(fps, f"{path}: mocap_framerate"), gender
 
 
 def prepare_amass(args):
@@ -248,13 +257,12 @@ def prepare_amass(args):
     for need in (args.amass, args.body_model, index_path, texts, *split_paths.values()):
         if not os.path.exists(need):
             raise data.DataError(f"{need} not found\n{AMASS_LAYOUT}")
-    with open(index_path, newline="") as f:
-        try:
-            rows = [(r["source_path"], int(r["start_frame"]), int(r["end_frame"]), r["new_name"].rsplit(".", 1)[0])
-                    for r in csv.DictReader(f)][:args.limit or None]
-        except (KeyError, ValueError, TypeError, AttributeError):
-            raise data.DataError(f"{index_path}: expected HumanML3D's columns "
-                                 f"source_path,start_frame,end_frame,new_name") from None
+    try:
+        rows = [(r["source_path"], int(r["start_frame"]), int(r["end_frame"]), r["new_name"].rsplit(".", 1)[0])
+                for r in csv.DictReader(io.StringIO(data.read_text(index_path), newline=""))][:args.limit or None]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise data.DataError(f"{index_path}: expected HumanML3D's columns "
+                             f"source_path,start_frame,end_frame,new_name") from None
     for _, _, _, sid in rows:   # a name becomes a file under --out: no folders, no '..'
         if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", sid) or ".." in sid:
             raise data.DataError(f"{index_path}: new_name {sid!r} is not a plain file name")
@@ -275,10 +283,11 @@ def prepare_amass(args):
                 skipped[why] += 2 * len(segments)
                 continue
             if ha12:
-                try:
-                    joints, fps, stride = np.load(path, allow_pickle=False)[:, :BODY_JOINTS], args.humanact12_fps, 1
-                except (ValueError, OSError, IndexError) as e:
-                    raise data.DataError(f"{path}: expected HumanML3D's humanact12 joints (T, 24, 3) ({e})") from None
+                joints = data.load_npy(path, (None, None, 3), "HumanML3D's humanact12 joints, a (T, 24, 3) float array")
+                if joints.shape[1] < BODY_JOINTS:
+                    raise data.DataError(f"{path}: expected HumanML3D's humanact12 joints (T, 24, 3), got shape "
+                                         f"{joints.shape}")
+                joints, fps, stride = joints[:, :BODY_JOINTS], args.humanact12_fps, 1
             else:
                 poses, trans, betas, fps, gender = read_amass(path)
                 g = "male" if gender == "male" else "female"    # HumanML3D loads the male and female models only
@@ -355,6 +364,8 @@ def load_humanact12(path):
     for i, (j, y) in enumerate(zip(joints, labels)):
         if j.ndim != 3 or j.shape[1] < BODY_JOINTS or j.shape[2] != 3 or not 0 <= y < len(HUMANACT12_ACTIONS):
             raise data.DataError(f"{path}: sequence {i}: joints {j.shape}, label {y}: expected (T, 24, 3) and 0..11")
+        if not np.isfinite(j).all():
+            raise data.DataError(f"{path}: sequence {i}: non-finite values (NaN or inf) in its joints")
     return [j[:, :BODY_JOINTS] for j in joints], labels
 
 
@@ -410,6 +421,9 @@ def main(argv=None):
         q.add_argument("--out", required=True, help="output dataset folder (written atomically)")
         q.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
+    for flag in ("fps", "humanact12_fps"):
+        if not data.MIN_FPS <= getattr(args, flag, 20.0) <= data.MAX_FPS:   # also false for nan
+            parser.error(f"--{flag.replace('_', '-')}: {data.FPS_RULE}")
     (prepare_amass if args.source == "amass" else prepare_humanact12)(args)
 
 

@@ -102,7 +102,7 @@ def test_tiny_file_matches_closed_form(tmp_path):
 ])
 def test_malformed_files_raise_one_clear_error(tmp_path, edit, message):
     path = tiny_file(tmp_path, edit(TINY))
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(data.DataError) as err:
         bvh.read_bvh(path)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value), str(err.value)
 

@@ -51,30 +51,6 @@ def test_resample_is_linear_interpolation():
     np.testing.assert_allclose(data.resample(x, 30.0, 30.0), x)
 
 
-def test_clip_sampler_rates_windows_and_interpolation(small_dataset):
-    ms = data.load_dataset("synthetic", small_dataset, "train")
-    cs = data.ClipSampler(ms, ms.mean, ms.std)
-    g = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, len(ms), (400,), generator=g)
-    x, tau, s, out_idx = cs.sample(idx, 16, generator=g)
-    assert x.shape == (400, 16, 263) and tau.shape == (400, 16) and torch.equal(out_idx, idx)
-    assert (s <= cs.fps[idx] + 1e-6).all() and len(set(s.tolist())) >= 4     # up to the native rate, varied
-    assert tau.min() >= 0 and (tau <= cs.duration[idx, None] + 1e-6).all()  # seconds, inside the sequence
-    t_sec = tau
-    inside = t_sec[:, -1] < cs.duration[idx] - 1e-4                          # windows not cut by the end
-    gaps = (t_sec[:, 1:] - t_sec[:, :-1])[inside]
-    assert torch.allclose(gaps, (1 / s[inside])[:, None].expand_as(gaps), atol=1e-4)
-    # interpolation: compare one clip with numpy's interp on the normalized native rows
-    i = int(idx[0])
-    rows = (ms.features[i] - ms.mean) / ms.std
-    grid = np.arange(len(rows)) / ms.fps[i]
-    ref = np.interp(t_sec[0].numpy(), grid, rows[:, 5])
-    np.testing.assert_allclose(x[0, :, 5].numpy(), ref, atol=1e-4)
-    # max_fps caps the rate (the progressive schedule's first phase)
-    _, _, s20, _ = cs.sample(idx, 16, generator=g, max_fps=20.0)
-    assert s20.max() <= 20.0
-
-
 def test_bad_directories_get_one_clear_message(tmp_path, small_dataset):
     with pytest.raises(data.DataError, match="not found.*\n.*expected layout"):
         data.load_dataset("humanml3d", str(tmp_path / "nope"), "train")
@@ -89,7 +65,7 @@ def test_bad_directories_get_one_clear_message(tmp_path, small_dataset):
     with pytest.raises(data.DataError, match=f"{sid}.npy: cannot read"):
         data.load_dataset("synthetic", str(d), "train")
     np.save(d / "new_joint_vecs" / f"{sid}.npy", np.zeros((10, 100), np.float32))
-    with pytest.raises(data.DataError, match=f"{sid}.npy: expected"):
+    with pytest.raises(data.DataError, match=rf"{sid}.npy: got shape \(10, 100\); expected a \(T, 263\)"):
         data.load_dataset("synthetic", str(d), "train")
     shutil.copy(os.path.join(small_dataset, "new_joint_vecs", f"{sid}.npy"), d / "new_joint_vecs" / f"{sid}.npy")
     (d / "texts" / f"{sid}.txt").write_text("a caption without fields\n")
@@ -97,16 +73,114 @@ def test_bad_directories_get_one_clear_message(tmp_path, small_dataset):
         data.load_dataset("synthetic", str(d), "train")
 
 
-def test_clips_at_the_native_rate_read_original_frames(small_dataset):
-    """A clip at s = native hits native frames exactly (no interpolated midpoints that blur detail)."""
+def test_clip_sampler_on_the_embedded_data(small_dataset):
     ms = data.load_dataset("synthetic", small_dataset, "train")
     cs = data.ClipSampler(ms, ms.mean, ms.std)
-    g = torch.Generator().manual_seed(1)
-    idx = torch.randint(0, len(ms), (300,), generator=g)
-    _, tau, s, _ = cs.sample(idx, 16, generator=g)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, len(ms), (400,), generator=g)
+    x, t, s, out_idx = cs.sample(idx, 16, generator=g)
+    assert x.shape == (400, 16, 263) and t.shape == (400, 16) and torch.equal(out_idx, idx)
+    assert (s <= cs.fps[idx] + 1e-6).all() and t.min() >= 0 and (t <= cs.duration[idx, None] + 1e-6).all()
+    # max_fps caps the rate (the progressive schedule's first phase)
+    _, _, s20, _ = cs.sample(idx, 16, generator=g, max_fps=20.0)
+    assert s20.max() <= 20.0
+
+
+# ---- ClipSampler against closed forms -----------------------------------------------------------------------
+# Hand-made sequences whose channels are known functions of time, so every gathered value has an exact
+# expected value; rates outside FPS_CHOICES (45, 29.97) are reachable only as "the native rate".
+
+OMEGA = np.array([1.3, 4.1, 9.7])          # rad/s, one per channel
+
+
+def curve(i, t):
+    """Channel c of sequence i at times t (s): sin(ω_c t + i) + (0.3 + 0.1 i) t², smooth and not linear."""
+    t = np.asarray(t, dtype=np.float64)[..., None]
+    return np.sin(OMEGA * t + i) + (0.3 + 0.1 * i) * t ** 2
+
+
+def curve_set(natives, seconds):
+    """A MotionSet of curve(i, ·) sampled at natives[i] for seconds[i] (a whole number of frames), with
+    statistics that are not 0 and 1, so the normalization is checked too."""
+    feats = [curve(i, np.arange(round(d * f) + 1) / f).astype(np.float32)
+             for i, (f, d) in enumerate(zip(natives, seconds))]
+    n = len(natives)
+    return data.MotionSet([f"s{i}" for i in range(n)], feats, np.array(natives, dtype=np.float64), [[""]] * n,
+                          [""] * n, data.SMPL22, np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
+
+
+def expected_clip(i, fps, T, t):
+    """What linear interpolation between the two native frames around each time t gives: (1-w) f(k0) + w f(k1)."""
+    pos = np.asarray(t, dtype=np.float64) * fps
+    k0 = np.minimum(np.floor(pos), T - 1)
+    k1 = np.minimum(k0 + 1, T - 1)
+    w = (pos - k0)[..., None]
+    return (1 - w) * curve(i, k0 / fps) + w * curve(i, k1 / fps), pos - k0
+
+
+def test_clip_values_are_the_interpolated_closed_form():
+    """Every gathered value equals the linear interpolation of the curve between its two native frames, at
+    fractional weights (not only 0 and 1/2) and in windows that reach the end of the sequence."""
+    natives, seconds = (45.0, 50.0, 120.0, 29.97), (1.3, 2.0, 4.1, 3.0)
+    ms = curve_set(natives, seconds)
+    cs = data.ClipSampler(ms, ms.mean, ms.std)
+    idx = torch.arange(len(ms)).repeat(150)
+    x, t, s, _ = cs.sample(idx, 16, generator=torch.Generator().manual_seed(0))
+    x = x.double().numpy() * ms.std + ms.mean                      # back to the curve's units
+    weights, at_end = [], 0
+    for b, i in enumerate(idx.tolist()):
+        T = len(ms.features[i])
+        want, w = expected_clip(i, natives[i], T, t[b].numpy())
+        np.testing.assert_allclose(x[b], want, atol=1e-4, err_msg=f"clip {b}: sequence {i} at {s[b]:g} fps")
+        weights.append(w)
+        at_end += bool(t[b, -1] > ms.durations()[i] - 1 / natives[i])   # the last native interval is used
+    w = np.concatenate(weights)
+    assert ((w > 0.05) & (w < 0.45) | (w > 0.55) & (w < 0.95)).sum() > 500   # genuinely fractional weights
+    assert at_end > 20
+
+
+def test_rates_and_window_starts_cover_their_whole_range():
+    """Each allowed rate, the native one included, is drawn; window starts spread over all of
+    [0, duration - span], its two ends included; no time leaves the sequence and no window is cut."""
+    natives, m = (45.0, 120.0), 8
+    ms = curve_set(natives, (6.0, 6.0))
+    cs = data.ClipSampler(ms, ms.mean, ms.std)
+    idx = torch.arange(2).repeat_interleave(3000)
+    _, t, s, _ = cs.sample(idx, m, generator=torch.Generator().manual_seed(1))
+    dur = cs.duration[idx].double()
+    t, s = t.double(), s.double()
+    assert t.min() >= 0 and (t <= dur[:, None] + 1e-6).all()
+    np.testing.assert_allclose((t[:, 1:] - t[:, :-1]).numpy(), (1 / s[:, None]).expand(-1, m - 1).numpy(), atol=1e-5)
+    for i, native in enumerate(natives):
+        mine = idx == i
+        assert set(s[mine].tolist()) == {f for f in data.FPS_CHOICES if f <= native} | {native}, native
+        room = dur[mine] - (m - 1) / s[mine]                       # the latest start that keeps the window inside
+        u = (t[mine, 0] / room).numpy()                            # start as a fraction of its range
+        assert (u >= 0).all() and (u <= 1 + 1e-5).all()
+        assert (u == 0).sum() > 10                                  # windows at the start ...
+        assert (u >= 1 - 1 / (native * room.numpy()) - 1e-6).sum() > 10   # ... and at the end (start on the grid)
+        counts = np.histogram(u, bins=10, range=(0, 1 + 1e-5))[0]
+        assert (counts > 0.05 * len(u)).all(), counts               # and everywhere between (~9% expected per bin)
+
+
+def test_clips_at_the_native_rate_read_original_frames():
+    """At s = native (and native / k) every time is an original frame, so the clip holds stored rows exactly."""
+    natives = (45.0, 29.97, 120.0)
+    ms = curve_set(natives, (3.0, 3.0, 3.0))
+    cs = data.ClipSampler(ms, ms.mean, ms.std)
+    idx = torch.arange(3).repeat(400)
+    x, t, s, _ = cs.sample(idx, 16, generator=torch.Generator().manual_seed(2))
+    fps = cs.fps[idx].double()
+    on_grid = (fps / s.double() - (fps / s.double()).round()).abs() < 1e-6   # native / s is a whole number
     native = s == cs.fps[idx]
-    frames = (tau * cs.fps[idx, None])[native]
-    assert native.sum() > 20 and torch.allclose(frames, frames.round(), atol=1e-3)
+    assert native.sum() > 150 and (on_grid & ~native).sum() > 100
+    frames = (t.double() * fps[:, None])[on_grid]
+    np.testing.assert_allclose(frames.numpy(), frames.round().numpy(), atol=1e-3)
+    x = x.double().numpy() * ms.std + ms.mean
+    for b in torch.nonzero(native)[:, 0].tolist():
+        i = int(idx[b])
+        np.testing.assert_allclose(x[b], curve(i, np.round(t[b].double().numpy() * natives[i]) / natives[i]),
+                                   atol=1e-4)
 
 
 def kit_joints(T, seed):

@@ -159,3 +159,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert nerm.load_file(str(path))["step"] == 1 and os.listdir(tmp_path) == ["inr.pt"]
     nerm.save_checkpoint({"step": 3}, str(path))
     assert nerm.load_file(str(path))["step"] == 3 and os.listdir(tmp_path) == ["inr.pt"]
+
+
+def test_decode_counts_frames_as_its_callers_do():
+    """Durations of real sequences, (T - 1) / native fps, read at another rate: decode's frame count equals
+    num_frames on the float64 duration (a float32 duration loses the last frame of some, e.g. 954 / 120 s)."""
+    dec = random_decoder()
+    z = torch.randn(1, 256)
+    for native in (30.0, 120.0):
+        for frames in (199, 955):
+            seconds = (frames - 1) / native
+            for fps in (20, 40, 60, 100, 120):
+                assert nerm.decode(dec, z, fps, seconds, row=4096).shape[1] == nerm.num_frames(fps, seconds)
+                assert nerm.decode(dec, z, fps, torch.tensor([seconds], dtype=torch.float64),
+                                   row=4096).shape[1] == nerm.num_frames(fps, seconds)

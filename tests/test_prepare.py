@@ -8,6 +8,7 @@ files at 120 and 50 fps, HumanML3D's index.csv / texts / splits, and a humanact1
 import csv
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,23 @@ def test_a_new_name_with_a_path_is_refused_before_anything_is_written(amass_inpu
         prepare.main(argv + ["--out", str(out)])
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before          # no out, no temp folder, no x.npy
     assert not list(amass_inputs["root"].rglob("x.npy"))
+
+
+def test_a_damaged_source_stops_prepare_with_nothing_written(amass_inputs, tmp_path):
+    """A NaN in the second AMASS source: one line naming the file, and the sequences of the first one, already
+    converted, never reach --out (the writer's temporary folder goes)."""
+    amass = tmp_path / "amass"
+    shutil.copytree(amass_inputs["root"] / "amass", amass)
+    bad = amass / "MPI_HDM05" / "dg" / "HDM_dg_01_poses.npz"
+    arrays = dict(np.load(bad))
+    arrays["poses"][500, 7] = np.nan
+    np.savez(bad, **arrays)
+    argv = amass_inputs["argv"].copy()
+    argv[argv.index("--amass") + 1] = str(amass)
+    with pytest.raises(data.DataError, match=r"HDM_dg_01_poses.npz: non-finite values \(NaN or inf\) in poses, "
+                                             r"frame 500"):
+        prepare.main(argv + ["--out", str(tmp_path / "out")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["amass"]        # no out, no temporary folder
 
 
 # ----------------------------------------------------------------------------------------------
