@@ -1,9 +1,9 @@
 """
-Motion data for NeRM: skeletons, HumanML3D-style features, datasets and clip sampling, and the one writer of
-the dataset layout. Every script builds on this file; it imports none of them (bvh.py and synthetic.py build on it).
+Motion data for NeRM: skeletons, HumanML3D-style features, datasets and clip sampling. Every script builds on
+this file; it imports none of them (bvh.py, synthetic.py and writer.py build on it).
 
     python -m pytest -q tests/test_features.py tests/test_data.py     # the feature pipeline and the loaders
-    python -m pytest -q tests/test_bad_input.py   # every bad file gives one DataError naming it, ~10 s
+    python -m pytest -q tests/test_bad_input.py                       # every bad file: one DataError naming it
 
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
@@ -11,8 +11,6 @@ import csv
 import io
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -134,12 +132,8 @@ def resolve_skeleton(s):
 
 
 def forward_kinematics(local_rot, root_pos, skeleton):
-    """Joint positions from per-joint local rotations.
-
-    local_rot: (T, J, 3, 3) rotation of each joint relative to its parent's frame (the root's is global);
-    a child's position is parent_pos + parent_global_rot @ offset[child].  root_pos: (T, 3).
-    Returns (T, J, 3).
-    """
+    """(T, J, 3, 3) local rotations (each relative to its parent's frame, the root's global), (T, 3) root position
+    -> (T, J, 3) joint positions: a child is at parent_pos + parent_global_rot @ offset[child]."""
     offsets = skeleton.offsets()
     T, J = local_rot.shape[:2]
     glob = np.zeros_like(local_rot)
@@ -325,22 +319,18 @@ def velocity_mask(skeleton):
     return mask
 
 
-def _rate_scale(feats, factor):
-    J, rest = divmod(feats.shape[-1] + 1, 12)                   # D = 12 J - 1 for any skeleton
-    assert rest == 0, f"{feats.shape[-1]} is not a feature width (12 J - 1)"
-    return feats * np.where(velocity_mask(J), factor, 1.0).astype(feats.dtype)
-
-
 def features_per_second(feats, fps):
     """(..., D) numpy features with per-frame velocity channels -> the same with velocities per second.
     Exact for [0] too: it is arcsin(sin(θ/2)) = θ/2 for a per-frame yaw θ, linear in θ, so fps·[0] is half
     the yaw rate in rad/s."""
-    return _rate_scale(feats, fps)
+    J, rest = divmod(feats.shape[-1] + 1, 12)                   # D = 12 J - 1 for any skeleton
+    assert rest == 0, f"{feats.shape[-1]} is not a feature width (12 J - 1)"
+    return feats * np.where(velocity_mask(J), fps, 1.0).astype(feats.dtype)
 
 
 def features_per_frame(feats, fps):
     """The inverse of features_per_second."""
-    return _rate_scale(feats, 1.0 / fps)
+    return features_per_second(feats, 1.0 / fps)
 
 
 def round_fps(fps, rel_tol=5e-4):
@@ -351,12 +341,11 @@ def round_fps(fps, rel_tol=5e-4):
 
 def joints_to_features(joints, skeleton=SMPL22, fps=None, hml3d_frame0=True):
     """(T, J, 3) joint positions (metres, Y up) -> (T-1, D) float32 HumanML3D features: steps 2-8 of HumanML3D's
-    process_file (motion_representation.ipynb), numbered in its order below.
+    process_file (motion_representation.ipynb), numbered below; step 1 is uniform_skeleton (call it first for raw data).
 
-    At 20 fps this is HumanML3D's process_file without the uniform_skeleton step (call uniform_skeleton
-    first for raw data). At another native fps the smoothing (σ = 1 s) and the contact threshold (the same
-    foot speed) are defined in seconds, while the velocity channels stay per frame at the file's own rate,
-    so the files read like HumanML3D's (see features_per_second).
+    At a native fps other than 20 the smoothing (σ = 1 s) and the contact threshold (the same foot speed) are
+    defined in seconds, while the velocity channels stay per frame at the file's own rate, so the files read like
+    HumanML3D's (see features_per_second).
 
     hml3d_frame0: HumanML3D's frame-0 conventions: frame 0 faces +Z by its raw hips and shoulders, but the
     rotation features use the smoothed (and hip-swapped) forward with frame 0 forced to identity, so row 0's
@@ -459,7 +448,7 @@ def check_fps(fps, where):
     try:
         f = float(fps)
     except (TypeError, ValueError):
-        raise DataError(f"{where}: {FPS_RULE}, got {fps!r}") from None
+        f = math.nan
     if not MIN_FPS <= f <= MAX_FPS:               # also false for nan
         raise DataError(f"{where}: {FPS_RULE}, got {fps!r}")
     return f
@@ -488,7 +477,7 @@ def load_npy(path, shape, expected, remedy=""):
 
     try:
         with open(path, "rb") as f:
-            if f.read(2) == b"PK":                # a zip archive: np.savez's .npz under a .npy name
+            if f.read(2) == b"PK":                # a zip archive
                 raise fail("an .npz archive (np.savez under a .npy name), not an array saved with np.save")
             f.seek(0)
             version = np.lib.format.read_magic(f)
@@ -499,17 +488,14 @@ def load_npy(path, shape, expected, remedy=""):
                 np.lib.format.read_array_header_2_0
             file_shape, _, dtype = read_header(f)
             stored = os.fstat(f.fileno()).st_size - f.tell()
-    except (ValueError, OSError, EOFError) as e:
-        raise fail(f"cannot read ({e})") from None
-    if dtype.kind not in "fiu":                   # bool, complex, strings, objects, records: not features
-        raise fail(f"got an array of {dtype} ({_DTYPE_KINDS.get(dtype.kind, 'not numbers')})")
-    if len(file_shape) != len(shape) or any(n is not None and n != k for n, k in zip(shape, file_shape)):
-        raise fail(f"got shape {file_shape}")
-    need = math.prod(file_shape) * dtype.itemsize
-    if need > stored:
-        raise fail(f"its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,} bytes of "
-                   "data: truncated or corrupt")
-    try:
+        if dtype.kind not in "fiu":               # bool, complex, strings, objects, records: not features
+            raise fail(f"got an array of {dtype} ({_DTYPE_KINDS.get(dtype.kind, 'not numbers')})")
+        if len(file_shape) != len(shape) or any(n is not None and n != k for n, k in zip(shape, file_shape)):
+            raise fail(f"got shape {file_shape}")
+        need = math.prod(file_shape) * dtype.itemsize
+        if need > stored:
+            raise fail(f"its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,} bytes "
+                       "of data: truncated or corrupt")
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise fail(f"cannot read ({e})") from None
@@ -568,12 +554,10 @@ def read_texts(path, plain=False):
             continue
         if len(parts) < 4:
             raise DataError(f"{path}:{n}: expected 'caption#tokens#start#end', got {line[:60]!r}")
-        try:
-            start, end = float(parts[2]), float(parts[3])
+        try:   # HumanML3D writes nan#nan for a whole motion
+            start, end = (0.0 if math.isnan(v) else v for v in (float(parts[2]), float(parts[3])))
         except ValueError:
             raise DataError(f"{path}:{n}: start/end are not numbers: {parts[2]!r}, {parts[3]!r}") from None
-        start = 0.0 if np.isnan(start) else start      # HumanML3D writes nan#nan for a whole motion
-        end = 0.0 if np.isnan(end) else end
         if not (0 <= start < math.inf and 0 <= end < math.inf):
             raise DataError(f"{path}:{n}: start/end must be seconds from 0 on (0.0#0.0 for the whole motion), "
                             f"got {parts[2]!r}, {parts[3]!r}")
@@ -682,8 +666,7 @@ def _statistics(data_dir, skeleton, train, name):
         if not (std > 0).all():                   # features are divided by it: a zero gives inf, then a nan loss
             k = int(np.argmin(std > 0))
             raise DataError(f"{sp}: every standard deviation must be positive; channel {k} is {std[k]:g}. {again}")
-        return (features_per_second(mean[None].astype(np.float32), skeleton.fps)[0],
-                features_per_second(std[None].astype(np.float32), skeleton.fps)[0])
+        return tuple(features_per_second(a.astype(np.float32), skeleton.fps) for a in (mean, std))
     if train is None:
         train = load_dataset(name, data_dir, "train", with_stats=False)
     return train_statistics(train)
@@ -765,96 +748,3 @@ class ClipSampler:
         t_sec = start[:, None] + torch.arange(m)[None] / s[:, None]  # (B, m)
         t_sec = torch.minimum(t_sec, dur[:, None])
         return self.gather(idx, t_sec), t_sec, s, idx
-
-
-# ----------------------------------------------------------------------------------------------
-# Writing a dataset in the HumanML3D layout
-# ----------------------------------------------------------------------------------------------
-
-
-class DatasetWriter:
-    """Writes sequences in the HumanML3D layout plus meta.csv (native fps, action), one at a time: the one writer
-    of the layout (prepare.py and synthetic.py compute their features and call it).
-
-    Everything goes to a temporary folder of this run's own next to `out` (tempfile.mkdtemp: two runs never share
-    one), renamed to `out` by finish(): no reader sees half a dataset. An existing `out` is never touched unless
-    force=True, and then only replaced at that last step. Use it in a `with` block: on any exception (^C too)
-    the temporary folder is removed.
-    """
-
-    def __init__(self, out, skeleton=SMPL22, force=False):
-        out = os.path.abspath(out)
-        if os.path.exists(out) and not force:
-            raise DataError(f"{out} already exists; a dataset is only written into a new folder")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        self.out, self.skeleton, self.force = out, skeleton, force
-        self.tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".partial-", dir=os.path.dirname(out))
-        for sub in ("new_joint_vecs", "new_joints", "texts"):
-            os.makedirs(os.path.join(self.tmp, sub))
-        self.meta, self.dropped = [], []          # (id, fps, action) of each written sequence; ids left out
-        # train statistics in per-second units, merged one sequence at a time (count, mean, squared deviations)
-        D = skeleton.feature_dim
-        self.n, self.mean, self.m2 = 0, np.zeros(D), np.zeros(D)
-
-    def add(self, sid, features, joints, fps, lines, action="", train=False):
-        """Write one sequence: features (T-1, D) per frame at fps (joints_to_features' rows), the joints
-        new_joints/<sid>.npy holds, and its text lines ('caption#tokens#start#end'). Returns False (and notes
-        sid in .dropped) when there is no feature row or a row is not finite (a degenerate pose)."""
-        if os.path.basename(sid) != sid or sid in ("", ".", ".."):   # sid names files: never a path out of tmp
-            raise DataError(f"sequence id {sid!r} is not a plain file name")
-        if features.ndim != 2 or features.shape[1] != self.skeleton.feature_dim:
-            raise DataError(f"{sid}: features {features.shape} are not (T, {self.skeleton.feature_dim}) "
-                            f"rows of {self.skeleton.name}")
-        if len(features) == 0 or not np.isfinite(features).all():
-            self.dropped.append(sid)
-            return False
-        fps = check_fps(fps, f"sequence {sid}")
-        np.save(os.path.join(self.tmp, "new_joint_vecs", sid + ".npy"), features.astype(np.float32))
-        np.save(os.path.join(self.tmp, "new_joints", sid + ".npy"), np.asarray(joints, dtype=np.float32))
-        with open(os.path.join(self.tmp, "texts", sid + ".txt"), "w", encoding="utf-8") as f:
-            f.write("".join(line.rstrip("\n") + "\n" for line in lines))
-        self.meta.append((sid, fps, action))
-        if train:   # Chan et al.'s pairwise update: one pass over the data, no sum-of-squares cancellation
-            x = features_per_second(features, fps).astype(np.float64)
-            n, mean = len(x), x.mean(0)
-            delta = mean - self.mean
-            self.n += n
-            self.mean += delta * n / self.n
-            self.m2 += ((x - mean) ** 2).sum(0) + delta ** 2 * n * (self.n - n) / self.n
-        return True
-
-    def finish(self, splits):
-        """Write the split files ({split: ids}; ids not written are left out), meta.csv and Mean/Std, then
-        rename the folder to out."""
-        written = {sid for sid, _, _ in self.meta}
-        for split, ids in splits.items():
-            with open(os.path.join(self.tmp, f"{split}.txt"), "w") as f:
-                f.write("".join(sid + "\n" for sid in ids if sid in written))
-        with open(os.path.join(self.tmp, "meta.csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "fps", "action"])
-            w.writerows(self.meta)
-        if self.n == 0:
-            raise DataError("no sequence of the train split was written: nothing to compute Mean/Std from")
-        # stored per frame at the skeleton's nominal rate, exactly as HumanML3D's files (see _statistics)
-        std = group_std(np.sqrt(self.m2 / self.n), self.skeleton)
-        np.save(os.path.join(self.tmp, "Mean.npy"),
-                features_per_frame(self.mean[None], self.skeleton.fps)[0].astype(np.float32))
-        np.save(os.path.join(self.tmp, "Std.npy"),
-                features_per_frame(std[None], self.skeleton.fps)[0].astype(np.float32))
-        if os.path.exists(self.out) and not self.force:    # it appeared while we wrote: still not ours to replace
-            raise DataError(f"{self.out} appeared while the dataset was written; nothing was replaced")
-        old = None
-        if os.path.exists(self.out):      # force: move the old one aside first, so out is never half written
-            old = tempfile.mkdtemp(prefix=os.path.basename(self.out) + ".old-", dir=os.path.dirname(self.out))
-            os.replace(self.out, os.path.join(old, "x"))
-        os.replace(self.tmp, self.out)
-        if old:
-            shutil.rmtree(old)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:          # an error or ^C: leave nothing behind (out itself was never touched)
-            shutil.rmtree(self.tmp, ignore_errors=True)

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 import data
+import writer
 
 AMASS_LAYOUT = """expected inputs (nothing is downloaded):
   --amass DIR       AMASS 'SMPL+H G' archives from https://amass.is.tue.mpg.de, unpacked under HumanML3D's folder
@@ -189,7 +190,7 @@ def sequence_features(joints, fps):
 
 
 def _add(writer, sid, joints, fps, lines, action="", train=False):
-    """Features and recovered joints of one sequence into the data.DatasetWriter; False when it is dropped."""
+    """Features and recovered joints of one sequence into the writer.DatasetWriter; False when it is dropped."""
     if len(joints) < 2:                   # no feature row: a velocity needs two frames
         writer.dropped.append(sid)
         return False
@@ -198,11 +199,11 @@ def _add(writer, sid, joints, fps, lines, action="", train=False):
 
 
 def _open_writer(args):
-    """The one writer of the layout (data.DatasetWriter) for --out; an existing --out only with --force."""
+    """The one writer of the layout (writer.DatasetWriter) for --out; an existing --out only with --force."""
     if os.path.exists(args.out) and not args.force:
         raise data.DataError(f"{os.path.abspath(args.out)} already exists: choose another --out, or pass --force "
                              "to replace it")
-    return data.DatasetWriter(args.out, data.SMPL22, force=args.force)
+    return writer.DatasetWriter(args.out, data.SMPL22, force=args.force)
 
 
 def _read_lines(path):

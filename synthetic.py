@@ -15,7 +15,8 @@ import re
 
 import numpy as np
 
-from data import SMPL22, DataError, DatasetWriter, forward_kinematics, joints_to_features
+from data import SMPL22, DataError, forward_kinematics, joints_to_features
+from writer import DatasetWriter
 
 FRAMERATES = (20.0, 30.0, 50.0, 60.0, 100.0, 120.0)
 SPEEDS = ("slow", "normal", "fast")
@@ -598,7 +599,7 @@ def _text_line(caption):
 
 def write_dataset(out, num=2000, seed=0):
     """Write generate_motions(num, seed) into the new folder out in the HumanML3D layout (+ meta.csv) through
-    data.DatasetWriter; an existing out is refused. Features are computed at each sequence's native rate with
+    writer.DatasetWriter; an existing out is refused. Features are computed at each sequence's native rate with
     hml3d_frame0=False (no jump in a rate channel at row 0); new_joints holds the generated joints themselves.
     Returns the number of sequences written."""
     splits = {"train": [], "val": [], "test": []}

@@ -10,6 +10,7 @@ import pytest
 
 import data
 import synthetic
+import writer
 from data import SMPL22
 from synthetic import ACTIONS, FRAMERATES, generate_motions
 
@@ -101,7 +102,7 @@ def test_captions(motions):
 
 
 # ----------------------------------------------------------------------------------------------
-# the dataset on disk: synthetic.write_dataset through data.DatasetWriter
+# the dataset on disk: synthetic.write_dataset through writer.DatasetWriter
 
 
 def test_written_dataset_loads_and_its_statistics_are_the_train_rows(small_dataset):
@@ -136,7 +137,7 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys)
     assert os.listdir(out) == ["keep.txt"] and os.listdir(tmp_path) == ["mine"]
     # an error while writing (here: no train sequence to take Mean/Std from) removes the temporary folder
     with pytest.raises(data.DataError, match="no sequence of the train split"):
-        with data.DatasetWriter(str(tmp_path / "new"), SMPL22) as w:
+        with writer.DatasetWriter(str(tmp_path / "new"), SMPL22) as w:
             m = generate_motions(1, seed=0)[0]
             x = data.joints_to_features(m["joints"], SMPL22, fps=m["fps"])
             w.add("a", x, m["joints"], m["fps"], ["a person walks#a/DET person/NOUN walk/VERB#0.0#0.0"])

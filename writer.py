@@ -1,0 +1,101 @@
+"""
+The one writer of the dataset layout (HumanML3D's folders plus meta.csv with each sequence's native fps):
+synthetic.py writes the embedded dataset with it, prepare.py converts AMASS and HumanAct12 with it; data.py
+reads what it writes.
+
+    python -m pytest -q tests/test_synthetic.py tests/test_prepare.py
+"""
+import csv
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from data import SMPL22, DataError, check_fps, features_per_frame, features_per_second, group_std
+
+
+class DatasetWriter:
+    """Writes sequences in the HumanML3D layout plus meta.csv (native fps, action), one at a time: the one writer
+    of the layout (prepare.py and synthetic.py compute their features and call it).
+
+    Everything goes to a temporary folder of this run's own next to `out` (tempfile.mkdtemp: two runs never share
+    one), renamed to `out` by finish(): no reader sees half a dataset. An existing `out` is never touched unless
+    force=True, and then only replaced at that last step. Use it in a `with` block: on any exception (^C too)
+    the temporary folder is removed.
+    """
+
+    def __init__(self, out, skeleton=SMPL22, force=False):
+        out = os.path.abspath(out)
+        if os.path.exists(out) and not force:
+            raise DataError(f"{out} already exists; a dataset is only written into a new folder")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        self.out, self.skeleton, self.force = out, skeleton, force
+        self.tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".partial-", dir=os.path.dirname(out))
+        for sub in ("new_joint_vecs", "new_joints", "texts"):
+            os.makedirs(os.path.join(self.tmp, sub))
+        self.meta, self.dropped = [], []          # (id, fps, action) of each written sequence; ids left out
+        # train statistics in per-second units, merged one sequence at a time (count, mean, squared deviations)
+        D = skeleton.feature_dim
+        self.n, self.mean, self.m2 = 0, np.zeros(D), np.zeros(D)
+
+    def add(self, sid, features, joints, fps, lines, action="", train=False):
+        """Write one sequence: features (T-1, D) per frame at fps (joints_to_features' rows), the joints
+        new_joints/<sid>.npy holds, and its text lines ('caption#tokens#start#end'). Returns False (and notes
+        sid in .dropped) when there is no feature row or a row is not finite (a degenerate pose)."""
+        if os.path.basename(sid) != sid or sid in ("", ".", ".."):   # sid names files: never a path out of tmp
+            raise DataError(f"sequence id {sid!r} is not a plain file name")
+        if features.ndim != 2 or features.shape[1] != self.skeleton.feature_dim:
+            raise DataError(f"{sid}: features {features.shape} are not (T, {self.skeleton.feature_dim}) "
+                            f"rows of {self.skeleton.name}")
+        if len(features) == 0 or not np.isfinite(features).all():
+            self.dropped.append(sid)
+            return False
+        fps = check_fps(fps, f"sequence {sid}")
+        np.save(os.path.join(self.tmp, "new_joint_vecs", sid + ".npy"), features.astype(np.float32))
+        np.save(os.path.join(self.tmp, "new_joints", sid + ".npy"), np.asarray(joints, dtype=np.float32))
+        with open(os.path.join(self.tmp, "texts", sid + ".txt"), "w", encoding="utf-8") as f:
+            f.write("".join(line.rstrip("\n") + "\n" for line in lines))
+        self.meta.append((sid, fps, action))
+        if train:   # Chan et al.'s pairwise update: one pass over the data, no sum-of-squares cancellation
+            x = features_per_second(features, fps).astype(np.float64)
+            n, mean = len(x), x.mean(0)
+            delta = mean - self.mean
+            self.n += n
+            self.mean += delta * n / self.n
+            self.m2 += ((x - mean) ** 2).sum(0) + delta ** 2 * n * (self.n - n) / self.n
+        return True
+
+    def finish(self, splits):
+        """Write the split files ({split: ids}; ids not written are left out), meta.csv and Mean/Std, then
+        rename the folder to out."""
+        written = {sid for sid, _, _ in self.meta}
+        for split, ids in splits.items():
+            with open(os.path.join(self.tmp, f"{split}.txt"), "w") as f:
+                f.write("".join(sid + "\n" for sid in ids if sid in written))
+        with open(os.path.join(self.tmp, "meta.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "fps", "action"])
+            w.writerows(self.meta)
+        if self.n == 0:
+            raise DataError("no sequence of the train split was written: nothing to compute Mean/Std from")
+        # stored per frame at the skeleton's nominal rate, exactly as HumanML3D's files (see _statistics)
+        std = group_std(np.sqrt(self.m2 / self.n), self.skeleton)
+        for name, v in (("Mean", self.mean), ("Std", std)):
+            np.save(os.path.join(self.tmp, f"{name}.npy"), features_per_frame(v, self.skeleton.fps).astype(np.float32))
+        if os.path.exists(self.out) and not self.force:    # it appeared while we wrote: still not ours to replace
+            raise DataError(f"{self.out} appeared while the dataset was written; nothing was replaced")
+        old = None
+        if os.path.exists(self.out):      # force: move the old one aside first, so out is never half written
+            old = tempfile.mkdtemp(prefix=os.path.basename(self.out) + ".old-", dir=os.path.dirname(self.out))
+            os.replace(self.out, os.path.join(old, "x"))
+        os.replace(self.tmp, self.out)
+        if old:
+            shutil.rmtree(old)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:          # an error or ^C: leave nothing behind (out itself was never touched)
+            shutil.rmtree(self.tmp, ignore_errors=True)
