@@ -8,6 +8,7 @@ clip-FID at 20/40/60/100/120 fps. Methods, and what each figure means: RESULTS.m
     python eval.py --reps 20 --mm-texts 100                           # the paper's R = 20 (slow on a CPU)
     python eval.py --mre runs/inr.pt runs/inr_fixed.pt --actions punch,kick   # stage-1 MRE by fps, val sequences
     python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt           # clip-FID by fps (stage-1 or stage-2 checkpoints)
+    python eval.py --mre runs/inr.pt --clip-fid runs/inr.pt --json runs/inr_eval.json   # both; figures also as JSON
     python eval.py --ckpt /tmp/d.pt --reps 1 --evaluator /tmp/ev.pt --evaluator-steps 50   # a tiny CPU run
 
 The evaluators are trained here on the real train motions, as T2M (EricGuo5513/text-to-motion) trained its
@@ -31,9 +32,10 @@ import nerm
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
-parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints: MRE at each fps instead of the T2M table")
-parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: clip-FID at each fps instead")
-parser.add_argument("--data", default="synthetic", help="dataset the checkpoints were trained on (synthetic, humanml3d, kit, bvh)")
+parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints: MRE at each fps (no T2M table then)")
+parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: clip-FID at each fps (no T2M table then)")
+parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
+                    help="dataset the checkpoints were trained on (--mre reads it from each checkpoint)")
 parser.add_argument("--data-dir", default=None, help="dataset directory (default: data/<name>)")
 parser.add_argument("--evaluator", default=None, help="evaluator file (default: runs/evaluator_<data>.pt, trained if absent)")
 parser.add_argument("--clip-evaluator", default=None, help="clip-FID encoders (default: runs/clip_evaluator_<data>.pt)")

@@ -148,7 +148,10 @@ def test_missing_checkpoint_is_one_error_line(flag, tmp_path):
 
 # ---- the inference path end to end, through a decoder whose output is known in closed form ----
 
-DURATIONS, NATIVE = (1.5, 2.0), 120.0   # seconds: <= 256 frames at 120 fps, one row of nerm.decode each
+# seconds: <= 256 frames at 120 fps, so each motion is one row of nerm.decode and every row the decoder sees
+# starts with two timestamps (AnalyticDecoder reads the rate from them); 2.05 s in float32 is 2.04999995 s,
+# one frame short at some rates if a frame count were taken from it
+DURATIONS, NATIVE = (1.5, 2.05), 120.0
 
 
 def motion_g(u):
@@ -187,13 +190,15 @@ def analytic():
     mean[0] = 0.0
     feats = []
     for d in DURATIONS:
-        u = torch.arange(int(d * NATIVE) + 1, dtype=torch.float64) / (d * NATIVE)
+        u = torch.arange(nerm.num_frames(NATIVE, d), dtype=torch.float64) / (d * NATIVE)
         feats.append((mean + std * motion_g(u).numpy()).astype(np.float32))
     ms = data.MotionSet(["a", "b"], feats, np.full(2, NATIVE), [["a"], ["b"]], ["", ""], data.SMPL22, mean, std)
     return ms, mean, std
 
 
 def test_heldout_mre_is_zero_through_an_exact_decoder_and_the_drift_otherwise(analytic):
+    # fails if evaluate_mre compared the ground truth with itself (no drift), if the decoder were told another
+    # rate, normalized time or another duration, or if velocities were converted at another rate than decoded
     ms, mean, std = analytic
     rates = (20, 40, 60, 120)   # grids of the 120 fps recordings, so the ground truth reads recorded frames
     exact = evaluate_mre(AnalyticDecoder(mean, std), ms, ms, 2, fit_steps=3, m=8, fps_list=rates)
