@@ -397,7 +397,7 @@ def bench_ablations(args, results):
     with open(out) as f:
         ev = json.load(f)
     print(f"evaluated in {time.time() - t1:.0f} s: MRE (m) on {ev['mre'][paths['codebook']]['sequences']} val "
-          f"sequences; clip-FID mean ± 1.96 σ/√R")
+          f"sequences; clip-FID mean ± its 95% t-interval")
 
     def m(name, f, kind="mre"):
         return f"{ev['mre'][paths[name]][kind][str(f)]:.4f}"

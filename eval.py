@@ -224,10 +224,20 @@ def matching_distance(text_emb, motion_emb):
     return float(np.linalg.norm(t - m, axis=1).mean())
 
 
+# Student's t quantile t_{0.975, df} for df = 1..30; above, the normal's 1.96 is within 2%
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
 def mean_ci(values):
-    """(mean, 95% half-width 1.96 sigma / sqrt(R)) over R replications, T2M's report format (np.std: ddof=0)."""
+    """(mean, 95% half-width t_{0.975, R-1} s / sqrt(R)) over R replications, s the sample std (ddof=1).
+    T2M reports 1.96 sigma / sqrt(R) with R = 20; with the few replications a CPU affords that is far too
+    narrow (at R = 3 the t quantile is 4.30, not 1.96). One replication has no interval (0)."""
     v = np.asarray(values, np.float64)
-    return float(v.mean()), float(1.96 * v.std() / np.sqrt(len(v)))
+    if len(v) < 2:
+        return float(v.mean()), 0.0
+    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96
+    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 # ---- the evaluator: motion and text encoders (T2M), an action recognizer; trained on real motions ----
@@ -509,7 +519,7 @@ def ci_text(values):
 
 
 def print_table(title, rows, cols, first="motions"):
-    """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± 1.96 σ/√R."""
+    """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± its 95% t-interval."""
     print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
     for name, res in rows:
         print(f"| {name} | " + " | ".join(ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
@@ -582,7 +592,10 @@ def t2m_tables(args):
     train, test = load_split(args.data, args.data_dir, "train"), load_split(args.data, args.data_dir, "test")
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
-    refs = {"motion": ev.embed_motions(train20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
+    test20 = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
+    # FID references: text->motion against the test motions, as T2M's evaluation; action->motion against the
+    # train motions (the paper's FID_train)
+    refs = {"motion": ev.embed_motions(test20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
     out = {}
     for cond in ("text", "action", "none"):
         mine = [(path, gen) for path, gen in gens if gen.model.config.cond == cond]
@@ -594,9 +607,10 @@ def t2m_tables(args):
         rows = [(f"Real (test, {len(test)} motions)", replications(ev, test, refs, cond, args))]
         for path, gen in mine:   # the fps the decoder was trained up to: 20 for the fixed-rate baseline
             rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)", replications(ev, test, refs, cond, args, gen)))
-        print_table(f"{cond}->motion, {args.data} test split: mean ± 1.96 σ/√R over R = {args.reps}; per replication "
+        print_table(f"{cond}->motion, {args.data} test split: mean ± 95% t-interval over R = {args.reps}; per replication "
                     f"one motion per test sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
-                    f"20 fps ≤ {MAX_FRAMES} frames; FID against {len(train)} real train motions; diversity "
+                    f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(test) if cond != 'action' else len(train)} real "
+                    f"{'test' if cond != 'action' else 'train'} motions; diversity "
                     f"{min(len(test), 200 if cond == 'action' else 300)} pairs; MModality "
                     f"{min(args.mm_texts, len(test)) if cond == 'text' else len(ev.actions)} "
                     f"{'captions' if cond == 'text' else 'actions'} x {args.mm_samples} samples, "

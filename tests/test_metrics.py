@@ -179,6 +179,14 @@ def test_matching_distance_closed_form():
 
 def test_mean_ci_by_hand():
     # values 1..4: mean 2.5, population variance (2.25 + 0.25 + 0.25 + 2.25) / 4 = 1.25
-    mean, ci = mean_ci([1.0, 2.0, 3.0, 4.0])
-    assert mean == 2.5 and ci == pytest.approx(1.96 * math.sqrt(1.25) / 2.0, rel=1e-12)
+    mean, ci = mean_ci([1.0, 2.0, 3.0, 4.0])      # s = sqrt(5/3), t_{0.975, 3} = 3.182
+    assert mean == 2.5 and ci == pytest.approx(3.182 * math.sqrt(5 / 3) / 2.0, rel=1e-12)
     assert mean_ci([0.7] * 20) == pytest.approx((0.7, 0.0), abs=1e-12)
+    assert mean_ci([0.3]) == (0.3, 0.0)
+
+
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from eval import T975
+    for df, t in enumerate(T975, 1):
+        assert t == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4), df
