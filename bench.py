@@ -44,8 +44,8 @@ parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else
 parser.add_argument("--json", default="runs/bench.json", help="where to write the figures")
 parser.add_argument("--batch", type=int, default=32, help="sequences per training step")
 parser.add_argument("--seconds", type=float, default=10.0, help="sequence duration for the frame-space model")
-parser.add_argument("--hidden", type=int, default=256, help="NeRM decoder width (train_inr.py's default)")
-parser.add_argument("--blocks", type=int, default=3, help="NeRM residual blocks (train_inr.py's default)")
+parser.add_argument("--hidden", type=int, default=nerm.INRConfig.hidden, help="NeRM decoder width (the trained model's)")
+parser.add_argument("--blocks", type=int, default=nerm.INRConfig.n_blocks, help="NeRM residual blocks (the trained model's)")
 parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure")
 parser.add_argument("--diffusion", default="runs/diffusion.pt",
                     help="stage-2 checkpoint for the sampling section (random weights when absent)")
@@ -333,12 +333,13 @@ def bench_train(args, results):
 
 
 def run_script(script, *flags, quiet=False):
-    """python <script> <flags> in a subprocess; on failure, exit with its error (quiet: its output is kept
-    back and only the end of it is shown then)."""
+    """python <script> <flags> in a subprocess -> its standard output (quiet: kept back, else shown as it
+    comes); on failure, exit with its error (quiet: the end of its output is shown then)."""
     r = subprocess.run([sys.executable, os.path.join(ROOT, script), *flags], capture_output=quiet, text=True)
     if r.returncode != 0:
         tail = "\n" + "\n".join((r.stdout + r.stderr).splitlines()[-20:]) if quiet else " (above)"
         sys.exit(f"error: python {script} {' '.join(flags)} failed{tail}")
+    return r.stdout or ""
 
 
 def bench_quickstart(args, results):
@@ -358,13 +359,15 @@ def bench_quickstart(args, results):
     try:
         for name, cmd in steps:
             t0 = time.perf_counter()
-            run_script(*cmd, quiet=True)
-            rows.append({"command": name, "seconds": time.perf_counter() - t0})
+            out = run_script(*cmd, quiet=True)
+            rows.append({"command": name, "seconds": time.perf_counter() - t0, "stdout": out})
             print(f"| {name} | {rows[-1]['seconds']:.0f} |", flush=True)
     finally:  # the dataset and checkpoints are ~0.9 GB: leave nothing in the temp dir
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(r["seconds"] for r in rows)
     print(f"| total | {total:.0f} |")
+    for r in rows:   # what each command printed: the README's quick-start blocks
+        print(f"\n### {r['command']}\n{r['stdout'].rstrip()}")
     results["quickstart"] = {"machine": machine(), "rows": rows, "total_s": total}
 
 
