@@ -2,7 +2,7 @@
 Speed and memory of NeRM, measured on this machine; prints a markdown table per section and writes JSON.
 The two long runs, never part of the default: the README quick start, and the paper's stage-1 ablations.
 
-    python bench.py                      # every section, ~5 min on 2 CPU cores
+    python bench.py                      # decode, train and sample sections, ~2 min on 2 CPU cores
     python bench.py --only decode        # decoder frames/s at 20-240 fps, eager vs torch.compile, GFLOP/s vs matmul
     python bench.py --only train         # stage-1 step: time and peak memory by clip framerate
     python bench.py --only sample        # seconds per 10 s, 120 fps motion from text: DDPM-1000 and DDIM-50

@@ -10,13 +10,14 @@ stage-1 INR decodes it at the requested timestamps, in chunks so memory stays bo
     python sample.py --fit low_rate.npy --fit-fps 20 --fps 120     # temporal super-resolution of (T, 22, 3) joints
     python sample.py --text "a man waves his hand" --fps 240 --seconds 10 --compile --dtype bf16   # compiled, bf16 decoder
     python sample.py --ckpt runs/diffusion_bvh.pt --text "a person walks in a happy way" --fps 60  # trained on BVH files
+    python sample.py --text "a person punches forward five times using their left arm" --fps 120 --plot punch.png
 
 For each sample it writes, under --out: <name>.npy joints (T, J, 3) metres, frame k at exactly k / fps seconds,
 T = floor(fps * seconds) + 1 (so the last frame is at --seconds, or less than a frame interval before it);
 <name>_features.npy (T, D) HumanML3D layout (velocities per frame at --fps); <name>.bvh; and
 <name>.gif, a stick-figure preview, when matplotlib is installed (optional). J and D are those of the skeleton
 the checkpoint carries: SMPL's 22 joints and 263 for the embedded data and HumanML3D, the files' own skeleton
-for a model trained on BVH files (train_inr.py --data bvh).
+for a model trained on BVH files (train_inr.py --data bvh). Existing files are never overwritten without --force.
 """
 import argparse
 import os

@@ -6,7 +6,7 @@ on z ~ N(mu_i, Sigma_i) with c = one of the sequence's captions (--cond text), i
 action) or nothing (--cond none). The checkpoint carries the vocabulary and the stage-1 decoder, so
 sample.py needs nothing else.
 
-    python train_diffusion.py                                   # after train_inr.py, ~4 min on 2 cores
+    python train_diffusion.py                                   # after train_inr.py, ~5.5 min on 2 cores
     python train_diffusion.py --cond action --out runs/diffusion_action.pt
     python train_diffusion.py --steps 100 --out /tmp/d.pt       # a tiny CPU run
     python train_diffusion.py --resume                          # continue from --out

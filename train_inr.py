@@ -6,7 +6,7 @@ rate s, so memory depends on m and never on the framerate (paper §3). Every --e
 latents of held-out sequences are fitted with the decoder frozen and the mean joint error (MRE, metres)
 is printed at 20/40/60/100/120 fps.
 
-    python train_inr.py                                   # embedded data (generated on first use), ~5 min on 2 cores
+    python train_inr.py                                   # embedded data (generated on first use), ~3 min on 2 cores
     python train_inr.py --fps-mode fixed --out runs/inr_fixed.pt   # the peers' 20 fps preprocessing (baseline)
     python train_inr.py --data humanml3d --data-dir /path/to/HumanML3D
     python train_inr.py --steps 200 --eval-every 100 --out /tmp/tiny.pt   # a tiny CPU run
