@@ -69,16 +69,11 @@ def decode_motion(decoder, z, seconds, fps, skeleton, fast=None, dtype=None):
 
 def fit_joints(decoder, skeleton, path, fit_fps):
     """Fit a latent to joints at a low rate, decoder frozen (auto-decoder inference) -> (z, seconds)."""
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise data.DataError(f"{path}: cannot read joints ({e})") from None
     J = skeleton.num_joints
-    if joints.ndim != 3 or joints.shape[1:] != (J, 3) or len(joints) < 3 or joints.dtype.kind not in "fiu":
-        raise data.DataError(f"{path}: expected (T >= 3, {J}, 3) joint positions on the checkpoint's skeleton "
-                             f"{skeleton.name}, got {joints.dtype} {joints.shape}")
-    if not np.isfinite(joints).all():
-        raise data.DataError(f"{path}: the joints hold NaN or infinite values")
+    joints = data.load_npy(path, (None, J, 3), f"finite (T >= 3, {J}, 3) joint positions on the checkpoint's "
+                                               f"skeleton {skeleton.name}")
+    if len(joints) < 3:
+        raise data.DataError(f"{path}: {len(joints)} frames; expected at least 3 to fit a motion to")
     x = data.joints_to_features(joints, skeleton, fps=fit_fps, hml3d_frame0=False)
     x = data.features_per_second(x, fit_fps)
     dev = decoder.mean.device

@@ -136,8 +136,9 @@ if __name__ == "__main__":
     cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
                                d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
     stage1 = nerm.decoder_payload(inr)
-    if ckpt is not None and resume_mismatch(ckpt, cfg, stage1):
-        sys.exit(f"error: --resume: {args.out} is another run: {resume_mismatch(ckpt, cfg, stage1)}. "
+    differs = resume_mismatch(ckpt, cfg, stage1) if ckpt is not None else ""
+    if differs:
+        sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
                  f"Repeat its flags and --inr, or choose another --out")
     model = nerm.LatentDiffusion(cfg).to(device)
     model.set_latent_stats(mu.to(device))

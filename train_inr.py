@@ -181,8 +181,9 @@ if __name__ == "__main__":
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
                          n_freqs=args.n_freqs, variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
-    if ckpt is not None and resume_mismatch(ckpt, cfg, args, train_set.names):
-        sys.exit(f"error: --resume: {args.out} is another run: {resume_mismatch(ckpt, cfg, args, train_set.names)}. "
+    differs = resume_mismatch(ckpt, cfg, args, train_set.names) if ckpt is not None else ""
+    if differs:
+        sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
                  f"Repeat its flags and data, or choose another --out")
     model = nerm.NeRM(cfg).to(device)
     # the model carries the statistics its decoder's output is normalized by (see nerm.decode)

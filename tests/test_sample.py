@@ -164,3 +164,18 @@ def test_train_diffusion_resume_refuses_another_stage1(ckpts, small_dataset, tmp
     assert open(out, "rb").read() == before
     r = run("train_diffusion.py", "--inr", ckpts[0], "--out", out, "--resume", "--steps", "4", *tiny)
     assert r.returncode == 0 and "resumed" in r.stdout, r.stderr
+
+
+def test_fit_refuses_bad_joint_files_and_writes_nothing(ckpts, tmp_path):
+    """--fit reads its joints through data.load_npy: non-finite values, strings, another skeleton's shape and
+    too few frames each give one line naming the file, and nothing is written."""
+    nan = np.zeros((10, 22, 3))
+    nan[3, 2, 1] = np.nan
+    for name, array, says in (("nan", nan, "non-finite values"), ("str", np.array(["a", "b"]), "strings"),
+                              ("kit", np.zeros((10, 21, 3)), "got shape (10, 21, 3)"),
+                              ("short", np.zeros((2, 22, 3)), "expected at least 3")):
+        np.save(tmp_path / f"{name}.npy", array)
+        r = run("sample.py", "--ckpt", ckpts[1], "--fit", str(tmp_path / f"{name}.npy"), "--out",
+                str(tmp_path / "out"), "--no-preview", "--device", "cpu")
+        assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+    assert not (tmp_path / "out").exists()
