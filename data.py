@@ -672,79 +672,97 @@ def _statistics(data_dir, skeleton, train, name):
     return train_statistics(train)
 
 
-def interpolate(x, fps, t):
-    """Rows of x (T, D) sampled at fps, read at times t (any shape, seconds) by linear interpolation -> t.shape + (D,)."""
-    pos = t * fps
-    k0 = np.minimum(np.floor(pos).astype(int), len(x) - 1)
-    k1 = np.minimum(k0 + 1, len(x) - 1)
-    w = (pos - k0)[..., None].astype(np.float32)
-    return x[k0] * (1 - w) + x[k1] * w
+def interpolate(x, fps, t, kind="linear"):
+    """Rows of x (T, D) sampled at fps, read at times t (any shape, seconds) -> t.shape + (D,): linear
+    between the two frames around each time, or "cubic": the Catmull-Rom spline through the four frames
+    around it (tangents (x[k+1] - x[k-1]) / 2, the end frames repeated), the usual way to upsample motion."""
+    pos = np.clip(t * fps, 0, len(x) - 1)                      # past the last frame: hold it
+    k = np.minimum(np.floor(pos).astype(int), len(x) - 1)
+    w = (pos - k)[..., None].astype(np.float32)
+    at = lambda j: x[np.clip(j, 0, len(x) - 1)]                  # noqa: E731
+    p1, p2 = at(k), at(k + 1)
+    if kind == "linear":
+        return p1 * (1 - w) + p2 * w
+    p0, p3 = at(k - 1), at(k + 2)
+    return p1 + 0.5 * w * (p2 - p0 + w * (2 * p0 - 5 * p1 + 4 * p2 - p3 + w * (3 * (p1 - p2) + p3 - p0)))
 
 
-def resample(x, fps, new_fps):
-    """Linearly interpolate rows (T, D) sampled at fps onto a grid at new_fps covering the same duration."""
+def resample(x, fps, new_fps, kind="linear"):
+    """Interpolate rows (T, D) sampled at fps onto a grid at new_fps covering the same duration."""
     duration = (len(x) - 1) / fps
-    return interpolate(x, fps, np.arange(int(np.floor(duration * new_fps + 1e-6)) + 1) / new_fps)
+    return interpolate(x, fps, np.arange(int(np.floor(duration * new_fps + 1e-6)) + 1) / new_fps, kind)
 
 
 # ----------------------------------------------------------------------------------------------
 # Clips at random framerates (the paper's training unit)
 # ----------------------------------------------------------------------------------------------
 
-FPS_CHOICES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 100.0, 120.0)
+MIN_CLIP_FPS = 20.0   # clip rates go down to the evaluation's 20 fps (or a slower native rate itself)
 
 
 class ClipSampler:
-    """Draw, per sequence, a framerate s <= its native rate and m frames at rate s around a random centre.
+    """Draw, per sequence, a clip of m frames at a framerate s = native / k that reads its own frames.
 
-    All sequences live in one flat tensor; a clip is gathered by linear interpolation between the two
-    native frames around each timestamp, so memory depends on m, never on the sequence's framerate.
-    Features are normalized with the train statistics. Velocity channels are per second, so they mean
-    the same thing at every clip rate (the decoder is told s as well). Times are in seconds; the model
-    normalizes them itself (nerm.INRDecoder), so the sampler hands it each clip's sequence duration too.
+    k is uniform over 1 .. K_i, K_i the largest step that keeps s >= 20 fps (native 120: 120, 60, 40, 30,
+    24 or 20 fps; native 20: only 20), so every target is a stored frame, never a blend of two (a blend
+    blurs rotations and turns foot contacts fractional). The window of m frames lies wholly inside the
+    sequence, its first frame uniform over every place it fits; a step whose window would not fit is not
+    drawn (a sequence shorter than m frames gives its native rate and repeats its last frame).
+    `lowpass`: a target at native / k is the box average of the k native frame intervals around it, the
+    anti-aliasing that goes with the integrated time encoding (nerm.TimeEncoding): a clip at 20 fps then
+    holds what a 20 fps camera sees. Features are normalized with the train statistics; velocity channels
+    are per second, so they mean the same at every rate. All sequences live in one flat tensor, so memory
+    depends on m, never on the sequence's framerate; times are in seconds and the model normalizes them
+    itself (nerm.INRDecoder), so the sampler hands it each clip's sequence duration too.
     """
 
-    def __init__(self, ms, mean, std):
+    def __init__(self, ms, mean, std, lowpass=False):
         self.flat = torch.from_numpy((np.concatenate(ms.features, 0) - mean) / std).float()  # (sum T_i, D)
         lengths = np.array([len(x) for x in ms.features])
         self.offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).long()
         self.length = torch.from_numpy(lengths).long()
         self.fps = torch.from_numpy(ms.fps).float()
-        self.duration = (self.length - 1).float() / self.fps
-        self.choices = torch.tensor(FPS_CHOICES)
+        self.duration = torch.from_numpy((lengths - 1) / ms.fps).float()
+        self.lowpass = lowpass
 
     def __len__(self):
         return len(self.length)
 
-    def gather(self, idx, t_sec):
-        """Features (B, M, D) of sequences idx (B,) at times t_sec (B, M) seconds, by interpolation."""
-        pos = t_sec * self.fps[idx, None]                        # (B, M) fractional native frame
-        k0 = pos.floor().long().clamp(min=0)
-        k0 = torch.minimum(k0, self.length[idx, None] - 1)
-        k1 = torch.minimum(k0 + 1, self.length[idx, None] - 1)
-        w = (pos - k0).clamp(0, 1)[..., None]                    # (B, M, 1)
-        base = self.offset[idx, None]
-        return self.flat[base + k0] * (1 - w) + self.flat[base + k1] * w
+    def steps(self, idx, m, max_fps=None):
+        """The smallest and largest k (B,) allowed for sequences idx: s = native / k >= 20 fps (k = 1 always
+        allowed) and m frames k apart inside the sequence; max_fps (train_inr.py --progressive-steps) asks
+        for s <= max_fps, which may go below 20 fps (native 30 -> 15) and yields where the window would
+        not fit."""
+        native, last = self.fps[idx].double(), (self.length[idx] - 1).double()
+        fits = torch.floor(last / (m - 1)).clamp(min=1)                           # the window fits
+        k_max = torch.minimum(torch.floor(native / MIN_CLIP_FPS + 1e-6).clamp(min=1), fits)
+        k_min = torch.ones_like(k_max) if max_fps is None else torch.ceil(native / max_fps - 1e-6).clamp(min=1)
+        k_min = torch.minimum(k_min, fits)
+        return k_min.long(), torch.maximum(k_min, k_max).long()
 
     def sample(self, idx, m, generator=None, max_fps=None):
         """-> features (B, m, D), times (B, m) seconds, clip fps s (B,), idx (B,)."""
         B = len(idx)
-        native = self.fps[idx]
-        cap = native if max_fps is None else torch.clamp(native, max=max_fps)
-        # s uniform over the standard rates up to the cap, or the cap itself (the native rate)
-        allowed = self.choices[None, :] <= cap[:, None] + 1e-6    # (B, K)
-        allowed = torch.cat([allowed, torch.ones(B, 1, dtype=torch.bool)], 1)
-        options = torch.cat([self.choices[None].expand(B, -1), cap[:, None]], 1)
-        pick = torch.multinomial(allowed.float(), 1, generator=generator)[:, 0]
-        s = options[torch.arange(B), pick]                       # (B,)
-        # a window of m frames at rate s around a random centre, kept inside the sequence; its start is
-        # snapped to the native grid so that s = native (or native / k) reads original frames exactly
-        # rather than midpoints that would blur the detail only a high rate holds
-        dur = self.duration[idx]
-        span = (m - 1) / s
-        centre = torch.rand(B, generator=generator) * dur
-        start = torch.minimum((centre - span / 2).clamp(min=0), (dur - span).clamp(min=0))
-        start = torch.floor(start * native + 1e-4) / native
-        t_sec = start[:, None] + torch.arange(m)[None] / s[:, None]  # (B, m)
-        t_sec = torch.minimum(t_sec, dur[:, None])
-        return self.gather(idx, t_sec), t_sec, s, idx
+        k_min, k_max = self.steps(idx, m, max_fps)
+        k = k_min + (torch.rand(B, generator=generator) * (k_max - k_min + 1)).long().clamp(max=k_max - k_min)
+        s = self.fps[idx] / k                                    # (B,) clip rate
+        last = self.length[idx] - 1
+        room = (last - (m - 1) * k).clamp(min=0)                 # the latest first frame that keeps the window inside
+        first = (torch.rand(B, generator=generator) * (room + 1)).long().clamp(max=room)
+        frame = torch.minimum(first[:, None] + k[:, None] * torch.arange(m), last[:, None])  # (B, m) native frames
+        t_sec = frame.float() / self.fps[idx, None]
+        return self.gather(idx, frame, k), t_sec, s, idx
+
+    def gather(self, idx, frame, k):
+        """Normalized features (B, m, D) of sequences idx (B,) at native frames frame (B, m), each one, or with
+        lowpass the box of k (B,) frame intervals around it (end frames of an even box weigh 1/2), clamped
+        to the sequence."""
+        base, last = self.offset[idx, None], self.length[idx, None] - 1
+        if not self.lowpass:
+            return self.flat[base + frame]
+        half = int(k.max()) // 2
+        out = 0
+        for o in range(-half, half + 1):                         # offsets |o| <= k / 2 around each frame
+            w = ((2 * abs(o) < k).float() + 0.5 * (2 * abs(o) == k).float()) / k.float()   # (B,)
+            out = out + w[:, None, None] * self.flat[base + (frame + o).clamp(min=0).minimum(last)]
+        return out

@@ -116,12 +116,27 @@ def decoded_clips(decoder, z, seconds, plan, rate, chunk=32):
     return out
 
 
+def decoded_clips_via(decoder, z, seconds, plan, rate, kind, via_fps=EVAL_RATE, chunk=32):
+    """What a 20 fps system does for a high rate: decode at via_fps, then interpolate (`kind`) up to the clips
+    of a clip_plan at `rate`; -> (K, m, D)."""
+    out = np.zeros((len(plan), CLIP_M, decoder.cfg.feature_dim), np.float32)
+    seqs = np.unique(plan[:, 0])
+    for i in range(0, len(seqs), chunk):
+        part = seqs[i:i + chunk]
+        x = nerm.decode(decoder, z[torch.from_numpy(part)], via_fps, torch.from_numpy(seconds[part])).cpu().numpy()
+        for xi, q in zip(x, part):
+            rows = plan[:, 0] == q
+            out[rows] = data.interpolate(xi[:nerm.num_frames(via_fps, seconds[q])], via_fps,
+                                         (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)
+    return out
+
+
 # ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
 
 def fit_heldout_latents(decoder, ms, n, steps, m, seed=0):
     """Latents (n, Z) of the first n sequences of MotionSet ms, decoder frozen (auto-decoder inference):
     clips of m frames drawn as in training, 64 per step."""
-    sampler = data.ClipSampler(ms, decoder.mean.cpu().numpy(), decoder.std.cpu().numpy())
+    sampler = data.ClipSampler(ms, decoder.mean.cpu().numpy(), decoder.std.cpu().numpy(), lowpass=decoder.cfg.integrated)
     g, dev = torch.Generator().manual_seed(seed), decoder.mean.device
 
     def sample_clip():
@@ -416,17 +431,17 @@ def clip_plan(ms, rate, per_seq, rng, m=CLIP_M):
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def real_clips(ms, plan, rate, via_fps=None):
+def real_clips(ms, plan, rate, via_fps=None, kind="linear"):
     """(K, m, D) clips of a MotionSet at the places of a plan: frames c .. c+m-1 of a sequence's grid at `rate`,
     i.e. data.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need; via_fps: from
-    the sequences resampled to it first."""
+    the sequences decimated to it first, then interpolated (`kind`: linear or cubic) back up to `rate`."""
     out = np.zeros((len(plan), CLIP_M, ms.features[0].shape[1]), np.float32)
     for i in np.unique(plan[:, 0]):
         rows = plan[:, 0] == i
         x, f = ms.features[i], ms.fps[i]
         if via_fps:
             x, f = data.resample(x, f, via_fps), via_fps
-        out[rows] = data.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate)   # (k, m) seconds
+        out[rows] = data.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)   # (k, m) seconds
     return out
 
 
@@ -438,6 +453,29 @@ def clip_input(clips, rate, skeleton):
     vel = np.diff(ric, axis=1) * rate
     acc = np.diff(vel, axis=1) * rate
     return np.concatenate([clips[:, 2:, :4], ric[:, 2:], vel[:, 1:], acc], -1).astype(np.float32)
+
+
+SPECTRUM_FLOOR = 1e-2   # (m/s^2)^2 per frequency bin: accelerations below ~0.1 m/s^2 count as stillness
+
+
+def joint_acceleration(clips, rate, skeleton):
+    """(K, m, D) clips at `rate` -> (K, m - 2, J - 1, 3) root-relative joint accelerations, m/s^2, by second
+    differences at this rate."""
+    ric = clips[..., data.feature_slices(skeleton)["ric"]]
+    acc = np.diff(ric, n=2, axis=1) * rate * rate
+    return acc.reshape(*acc.shape[:2], -1, 3)
+
+
+def acceleration_spectrum(clips, rate, skeleton):
+    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
+    root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
+    (Hann window, mean over joints and axes, in (m/s^2)^2 per bin, plus SPECTRUM_FLOOR). The bins reach
+    rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
+    acc = joint_acceleration(clips, rate, skeleton)
+    acc = acc - acc.mean(1, keepdims=True)
+    w = np.hanning(acc.shape[1])[None, :, None, None]
+    power = np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()      # (K, bins, J - 1, 3)
+    return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
 
 
 class ClipEncoder(nn.Module):
@@ -557,8 +595,29 @@ def mmodality(ev, test, gen, args, rng, g, seed):
     return multimodality(emb.reshape(len(conds), S, -1), pairs, seed)                # (texts, S, E)
 
 
-def replications(ev, test, refs, cond, args, gen=None):
-    """{figure: one value per replication} of a Stage2 (gen) or, gen=None, of the real test motions."""
+DETAIL_RATE = 120.0   # the T2M table's detail columns: what the motions hold at 120 fps
+
+
+def detail_figures(test, val, rng, gen=None, z=None):
+    """The T2M table's detail columns: detail-FD of 120 fps clips of the motions (the test sequences recorded
+    at >= 120 fps: generated for their captions, z (len(test), Z) in test order, or the real ones) against
+    real val clips at 120 fps, decoded directly ("detail@120") and decoded at 20 fps then interpolated
+    linearly ("detail@120 via 20", the 20 fps systems' way); {} when the data has no 120 fps sequences."""
+    plan, ref_plan = clip_plan(test, DETAIL_RATE, 8, rng), clip_plan(val, DETAIL_RATE, 8, rng)
+    if not len(plan) or not len(ref_plan):
+        return {}
+    sk, dur = test.skeleton, test.durations()
+    ref = acceleration_spectrum(real_clips(val, ref_plan, DETAIL_RATE), DETAIL_RATE, sk)
+    direct = real_clips(test, plan, DETAIL_RATE) if gen is None else decoded_clips(gen.decoder, z, dur, plan, DETAIL_RATE)
+    via = (real_clips(test, plan, DETAIL_RATE, EVAL_RATE) if gen is None
+           else decoded_clips_via(gen.decoder, z, dur, plan, DETAIL_RATE, "linear"))
+    return {"detail@120": fid(ref, acceleration_spectrum(direct, DETAIL_RATE, sk)),
+            "detail@120 via 20": fid(ref, acceleration_spectrum(via, DETAIL_RATE, sk))}
+
+
+def replications(ev, test, refs, cond, args, gen=None, val=None):
+    """{figure: one value per replication} of a Stage2 (gen) or, gen=None, of the real test motions; with
+    val, also the detail columns (detail_figures)."""
     labels = np.array([ev.actions.index(a) for a in test.actions]) if ev.actions else None
     dur = test.durations()
     real = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
@@ -571,12 +630,16 @@ def replications(ev, test, refs, cond, args, gen=None):
         # one motion per test sequence; a text model gets one of its captions at random, as T2M's loader
         texts = [test.captions[i][rng.integers(len(test.captions[i]))] for i in seq] if cond == "text" else None
         if gen is None:
-            motions = [real[i] for i in seq]
+            motions, z = [real[i] for i in seq], None
         else:
             conds = texts if cond == "text" else [test.actions[i] for i in seq]
-            motions = decode_motions(gen.decoder, sample_latents(gen, conds, dur[seq], args, g), dur[seq])
+            z = torch.empty(len(test), gen.decoder.cfg.latent_dim)
+            z[torch.from_numpy(seq)] = sample_latents(gen, conds, dur[seq], args, g)    # z in test order
+            motions = decode_motions(gen.decoder, z[torch.from_numpy(seq)], dur[seq])
         fig = score(ev, motions, texts, None if labels is None or cond == "none" else labels[seq], refs[space],
                     200 if cond == "action" else 300, args.seed + r, space)
+        if val is not None:
+            fig.update(detail_figures(test, val, rng, gen, z))
         if gen is not None and cond != "none":
             fig["MModality"] = mmodality(ev, test, gen, args, rng, g, args.seed + r)
         for k, v in fig.items():
@@ -590,6 +653,7 @@ def t2m_tables(args):
     if args.mm_samples < 20 or args.reps < 1:
         raise data.DataError("--mm-samples must be at least 20 (MModality pairs) and --reps at least 1")
     train, test = load_split(args.data, args.data_dir, "train"), load_split(args.data, args.data_dir, "test")
+    val = load_split(args.data, args.data_dir, "val")
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
     test20 = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
@@ -604,9 +668,11 @@ def t2m_tables(args):
         if cond == "action" and not ev.actions:
             raise data.DataError(f"the {args.data} data has no action labels: the action recognizer cannot be trained")
         t0 = time.time()
-        rows = [(f"Real (test, {len(test)} motions)", replications(ev, test, refs, cond, args))]
+        rows = [(f"Real (test, {len(test)} motions)", replications(ev, test, refs, cond, args, val=val))]
         for path, gen in mine:   # the fps the decoder was trained up to: 20 for the fixed-rate baseline
-            rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)", replications(ev, test, refs, cond, args, gen)))
+            rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)",
+                         replications(ev, test, refs, cond, args, gen, val)))
+        detail = [c for c in ("detail@120", "detail@120 via 20") if c in rows[0][1]]
         print_table(f"{cond}->motion, {args.data} test split: mean ± 95% t-interval over R = {args.reps}; per replication "
                     f"one motion per test sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
                     f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(test) if cond != 'action' else len(train)} real "
@@ -615,7 +681,9 @@ def t2m_tables(args):
                     f"{min(args.mm_texts, len(test)) if cond == 'text' else len(ev.actions)} "
                     f"{'captions' if cond == 'text' else 'actions'} x {args.mm_samples} samples, "
                     f"{10 if cond == 'text' else 20} pairs; guidance {args.guidance}, {args.steps} DDIM steps "
-                    f"({time.time() - t0:.0f} s)", rows, COLUMNS[cond])
+                    f"({time.time() - t0:.0f} s)" + (f"; detail@120: detail-FD of 120 fps clips against real val "
+                    f"clips, decoded at 120 fps or at 20 fps + linear interpolation (via 20)" if detail else ""),
+                    rows, COLUMNS[cond] + detail)
         out[cond] = {name: {k: summary(v) for k, v in res.items()} for name, res in rows}
     return out
 
@@ -643,7 +711,7 @@ def mre_table(args):
 
 
 def clip_sources(path, val, args):
-    """clip-FID rows of a checkpoint: [(label, decoder, z_fn)], z_fn(rep) -> (z (len(val), Z), seconds (len(val),))."""
+    """Rows of a checkpoint: [(label, decoder, z_fn)], z_fn(rep) -> (z (len(val), Z), seconds (len(val),))."""
     try:
         ckpt = nerm.load_checkpoint(path, stage=1)
     except nerm.CheckpointError:
@@ -672,21 +740,38 @@ def clip_sources(path, val, args):
     return [("fit", decoder, lambda rep: (z_fit, fit_set.durations())), ("prior", decoder, prior)]
 
 
+BY_FPS = {"clip_fid": "clip-FID: the per-rate clip encoders' Fréchet distance to real val clips",
+          "detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
+          "acceleration": "mean root-relative joint acceleration, m/s^2"}
+
+
 def clip_fid_table(args):
-    """clip-FID by the fps decoded at: the real floors, then each checkpoint's rows."""
+    """The framerate table: clip-FID, detail-FD and mean joint acceleration of clips at each fps, for the
+    real floors (test clips, val clips through 20 fps and back) and each checkpoint's rows, decoded directly
+    at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do."""
     train = load_split(args.data, args.data_dir, "train")
     val, test = load_split(args.data, args.data_dir, "val"), load_split(args.data, args.data_dir, "test")
-    ce = get_evaluator(args, train, "nerm-clip-evaluator")
-    plans, ref, rows = {}, {}, defaultdict(lambda: defaultdict(list))
+    ce, sk = get_evaluator(args, train, "nerm-clip-evaluator"), val.skeleton
+    plans, ref = {}, {}
+    rows = {key: defaultdict(lambda: defaultdict(list)) for key in BY_FPS}
+
+    def add(label, rep, rate, clips):
+        emb, spec = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
+        rows["clip_fid"][label][rate].append(fid(ref[rep, rate][0], emb))
+        rows["detail_fd"][label][rate].append(fid(ref[rep, rate][1], spec))
+        rows["acceleration"][label][rate].append(float(np.linalg.norm(joint_acceleration(clips, rate, sk), axis=-1).mean()))
+
     for rep in range(args.reps):
         rng = np.random.default_rng(args.seed + rep)
         for rate in EVAL_FPS:
             plans[rep, rate] = plan = clip_plan(val, rate, args.clips_per_seq, rng)
-            ref[rep, rate] = ce.embed(real_clips(val, plan, rate), rate)
-            test_clips = real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate)
-            rows["real (test)"][rate].append(fid(ref[rep, rate], ce.embed(test_clips, rate)))
-            rows["real via 20 fps"][rate].append(fid(ref[rep, rate], ce.embed(real_clips(val, plan, rate, 20.0), rate)))
-    print(f"clip-FID: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
+            clips = real_clips(val, plan, rate)
+            ref[rep, rate] = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
+            rows["acceleration"]["real (val)"][rate].append(float(np.linalg.norm(joint_acceleration(clips, rate, sk), axis=-1).mean()))
+            add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
+            for kind in ("linear", "cubic"):
+                add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
+    print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}")
     for path in args.clip_fid:
         t0 = time.time()
@@ -694,12 +779,17 @@ def clip_fid_table(args):
             for rep in range(args.reps):
                 z, seconds = z_fn(rep)
                 for rate in EVAL_FPS:
-                    clips = decoded_clips(decoder, z, seconds, plans[rep, rate], rate)
-                    rows[f"{path} ({label})"][rate].append(fid(ref[rep, rate], ce.embed(clips, rate)))
+                    add(f"{path} ({label})", rep, rate, decoded_clips(decoder, z, seconds, plans[rep, rate], rate))
+                    for kind in ("linear", "cubic"):
+                        add(f"{path} ({label} @20 + {kind})", rep, rate,
+                            decoded_clips_via(decoder, z, seconds, plans[rep, rate], rate, kind))
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
-    print_table("clip-FID by the fps decoded at (lower is better)",
-                [(k, {f"@{r}": v for r, v in d.items()}) for k, d in rows.items()], [f"@{r}" for r in EVAL_FPS], "rows")
-    return {label: {str(r): summary(v) for r, v in d.items()} for label, d in rows.items()}
+    cols = [f"@{r}" for r in EVAL_FPS]
+    for key, title in BY_FPS.items():
+        print_table(title + (" (lower is better)" if key != "acceleration" else ""),
+                    [(k, {f"@{r}": v for r, v in d.items()}) for k, d in rows[key].items()], cols, "rows")
+    return {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
+            for key, table in rows.items()}
 
 
 if __name__ == "__main__":
@@ -712,7 +802,7 @@ if __name__ == "__main__":
         if args.mre:
             results["mre"] = mre_table(args)
         if args.clip_fid:
-            results["clip_fid"] = clip_fid_table(args)
+            results.update(clip_fid_table(args))
         if not (args.mre or args.clip_fid):
             results["t2m"] = t2m_tables(args)
     except (data.DataError, nerm.CheckpointError) as e:

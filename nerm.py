@@ -38,7 +38,11 @@ class INRConfig:
     hidden: int = 256             # H: MLP width (paper-scale: 512)
     n_blocks: int = 3             # residual blocks of two layers (paper-scale: 4, i.e. 1 + 2*4 + 1 = 10 layers)
     time_enc: str = "codebook"    # none | sinusoidal | codebook: the paper's time-encoding ablation
-    n_freqs: int = 10             # Fourier octaves sin(2^k pi t): 0.5, 1, 2 ... 256 cycles per unit of time
+    n_freqs: int = 10             # coarse octaves of normalized time sin(2^k pi u): 0.5, 1 ... 256 cycles per sequence
+    max_hz: float = 16.0          # the band limit: coarse octaves above it (in Hz on this sequence) are switched
+                                  # off, and the fine octaves of time in seconds sin(2 pi f t) are f = max_hz, max_hz / 2 ...
+    n_hz: int = 7                 # how many fine octaves: 16, 8, 4, 2, 1, 0.5, 0.25 Hz
+    integrated: bool = False      # Mip-NeRF: damp each sin/cos by exp(-w^2 sigma^2 / 2), sigma set by the frame interval
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -49,16 +53,30 @@ class INRConfig:
 
 
 class TimeEncoding(nn.Module):
-    """Encode a time coordinate: raw, Fourier features, or Fourier features + codebook attention."""
+    """Encode time: raw, Fourier features, or Fourier features + codebook attention.
+
+    The Fourier features come in two bands, both limited to max_hz in physical units. Coarse: octaves of u,
+    time divided by the sequence's duration (with time normalization) or time in seconds: where in the
+    sequence a frame lies. An octave of u is a different number of Hz on every sequence (256 cycles are
+    26 Hz on a 10 s motion, 128 Hz on a 2 s one), and octaves far above what motion holds put energy
+    between the frames, which decoding at 120 fps shows as jitter; so each coarse octave whose frequency on
+    this sequence exceeds max_hz is switched off (max_hz = 0: no limit, the paper's plain octaves). Fine:
+    octaves of time in seconds, max_hz, max_hz / 2 ...: the same detail at the same Hz in every sequence.
+    With `integrated` (Mip-NeRF, Barron et al. 2021), a frame stands for the
+    interval 1/fps around it, a Gaussian of variance 1/(12 fps^2), and the expected value of each sin/cos
+    over it is the sin/cos damped by exp(-w^2 sigma^2 / 2): a 16 Hz feature keeps 35% at 20 fps and 97% at
+    120 fps, so the framerate input decides what detail the decoder can place.
+    """
 
     def __init__(self, cfg):
         super().__init__()
-        self.kind = cfg.time_enc
+        self.kind, self.integrated = cfg.time_enc, cfg.integrated
         assert self.kind in ("none", "sinusoidal", "codebook"), self.kind
-        # octave-spaced frequencies: a 10 s sequence at 120 fps has 1200 frames per unit of normalized time,
-        # so the highest octave (512 cycles) reaches per-frame detail at high framerates
-        self.register_buffer("freqs", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)
-        fourier_dim = 1 + 2 * cfg.n_freqs
+        self.register_buffer("coarse", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)  # rad per unit of u
+        self.max_w = 2 * math.pi * cfg.max_hz if cfg.max_hz > 0 else math.inf                          # rad per second
+        fine = cfg.max_hz / 2.0 ** torch.arange(cfg.n_hz) if cfg.max_hz > 0 else torch.zeros(0)
+        self.register_buffer("fine", 2 * math.pi * fine, persistent=False)                           # rad per second
+        fourier_dim = 1 + 2 * (cfg.n_freqs + len(fine))
         self.out_dim = 1 if self.kind == "none" else fourier_dim
         if self.kind == "codebook":
             # CoCo-INR style: the Fourier features query a learned codebook (cross-attention) and the
@@ -69,12 +87,20 @@ class TimeEncoding(nn.Module):
             self.value = nn.Linear(cfg.codebook_dim, cfg.codebook_dim, bias=False)
             self.out_dim = fourier_dim + cfg.codebook_dim
 
-    def forward(self, t):
-        t = t.unsqueeze(-1)                                      # (B, M, 1)
+    def forward(self, u, t, scale, fps):
+        """u (B, M) the coarse coordinate, t (B, M) seconds, scale (B,) seconds per unit of u, fps (B,) -> (B, M, F)."""
         if self.kind == "none":
-            return t
-        angles = t * self.freqs                                  # (B, M, n_freqs)
-        fourier = torch.cat([t, angles.sin(), angles.cos()], -1)  # (B, M, 1 + 2 n_freqs)
+            return u[..., None]
+        w = torch.cat([self.coarse / scale[:, None], self.fine.expand(len(t), -1)], -1)[:, None, :]  # (B, 1, K) rad/s
+        angles = t[..., None] * w                                # (B, M, K), K = n_freqs + n_hz
+        sin, cos = angles.sin(), angles.cos()
+        if self.max_w < math.inf:                                # the band limit, in Hz of this sequence
+            keep = (w <= self.max_w * (1 + 1e-6)).to(sin.dtype)
+            sin, cos = sin * keep, cos * keep
+        if self.integrated:
+            damp = torch.exp(-0.5 * (w / fps[:, None, None]).pow(2) / 12.0)  # sigma^2 = 1 / (12 fps^2)
+            sin, cos = sin * damp, cos * damp
+        fourier = torch.cat([u[..., None], sin, cos], -1)        # (B, M, 1 + 2K)
         if self.kind == "sinusoidal":
             return fourier
         q = self.query(fourier)                                  # (B, M, Cd)
@@ -149,12 +175,12 @@ class INRDecoder(nn.Module):
     def forward(self, z, t, duration, fps):
         """z (B, Z), t (B, M) seconds from the sequence's start, duration (B,) seconds, fps (B,) the clip's
         framerate -> (B, M, D) normalized features."""
-        if self.cfg.time_norm:
-            t = t / duration[:, None]                            # the whole sequence spans [0, 1] (paper)
-        gamma = self.time_enc(t)                                 # (B, M, F)
-        # the decoder is told the clip's framerate (paper), never above the highest it saw in training;
-        # log scale so 20 -> 0, 120 -> 0.78
+        # the decoder is told the clip's framerate (paper), never above the highest it saw in training
         fps = fps.clamp(max=self.cfg.max_fps)
+        # time normalization (paper): the coarse coordinate u spans [0, 1] over the whole sequence
+        scale = duration if self.cfg.time_norm else torch.ones_like(duration)
+        gamma = self.time_enc(t / scale[:, None], t, scale, fps)  # (B, M, F)
+        # log scale so 20 -> 0, 120 -> 0.78
         s = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
         for block in self.blocks:
@@ -176,14 +202,16 @@ class NeRM(nn.Module):
         against target (B, M, D) normalized features -> (x_hat, loss, recon, prior).
 
         L^i = ||x_hat - x||^2 + lambda_KL KL(N(mu_i, Sigma_i) || N(0, I))   (paper, stage 1)
-        The reconstruction term is a mean over frames and channels of the normalized features, the KL a
-        mean over the batch of its sum over latent dims.
+        with the squared error summed over the clip's M frames and D channels, as the paper writes it. The
+        loss returned is L^i / (M D), averaged over the batch: recon is the mean squared error per element,
+        and the KL (summed over latent dims) enters with lambda_KL / (M D). (Weighting the KL by lambda_KL
+        against the per-element mean instead would make it M D = 8,416 times stronger than the paper's.)
         """
         z, prior = self.latents(idx, sample=self.training)
         x_hat = self.decoder(z, t, duration, fps)
         recon = F.mse_loss(x_hat, target)
         prior = prior.mean()
-        return x_hat, recon + self.cfg.kl_weight * prior, recon, prior
+        return x_hat, recon + self.cfg.kl_weight / target[0].numel() * prior, recon, prior
 
 
 def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
@@ -203,7 +231,8 @@ def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
     try:
         for _ in range(steps):
             k, t, duration, fps, x = sample_clip()
-            loss = F.mse_loss(decoder(z[k], t, duration, fps), x) + cfg.kl_weight * 0.5 * z[k].pow(2).sum(-1).mean()
+            prior = 0.5 * z[k].pow(2).sum(-1).mean()            # weighted as in training (NeRM.forward)
+            loss = F.mse_loss(decoder(z[k], t, duration, fps), x) + cfg.kl_weight / x[0].numel() * prior
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -464,9 +493,12 @@ class LatentDiffusion(nn.Module):
         self.register_buffer("z_std", torch.ones(()))
 
     @torch.no_grad()
-    def set_latent_stats(self, z):
-        self.z_mean.copy_(z.mean(0))
-        self.z_std.copy_((z - z.mean(0)).std())
+    def set_latent_stats(self, mu, sigma=None):
+        """Standardise what the DDPM trains on: the latents mu (N, Z), or with sigma (N, Z) the draws
+        mu + sigma * eps from the variational posteriors, whose spread adds mean(sigma^2) to the variance."""
+        self.z_mean.copy_(mu.mean(0))
+        var = (mu - mu.mean(0)).pow(2).mean() + (0 if sigma is None else sigma.pow(2).mean())
+        self.z_std.copy_(var.sqrt())
 
     # ---- conditions: (B, L, d) memory and (B, L) padding mask, True = ignore ----
 
@@ -621,8 +653,8 @@ def decoder_payload(ckpt):
 
 def load_decoder(payload, device="cpu"):
     """The INRDecoder of a decoder_payload(...), in eval mode."""
-    if "mean" in payload or "mean" not in payload.get("decoder", {}):
-        raise CheckpointError("this checkpoint was written by an older nerm (its decoder does not carry its own "
+    if "mean" in payload or "mean" not in payload.get("decoder", {}) or "max_hz" not in payload["model_args"]:
+        raise CheckpointError("this checkpoint was written by an older nerm (another time encoding or "
                               "normalization): train it again with train_inr.py and train_diffusion.py")
     decoder = INRDecoder(INRConfig(**payload["model_args"])).to(device).eval()
     decoder.load_state_dict(payload["decoder"])
@@ -647,7 +679,7 @@ if __name__ == "__main__":
           f"recon {recon.item():.4f}, KL {kl.item():.2f}")
     for kind in ("none", "sinusoidal", "codebook"):
         enc = TimeEncoding(INRConfig(time_enc=kind))
-        print(f"time encoding {kind:10s}: {tuple(t.shape)} -> {tuple(enc(t).shape)}")
+        print(f"time encoding {kind:10s}: {tuple(t.shape)} -> {tuple(enc(t, t, dur, fps).shape)}")
     # a tiny overfit: one sequence, a smooth target, the loss must fall
     target = torch.sin(6.0 * t[:1, :, None] + torch.arange(263) * 0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -141,7 +141,7 @@ if __name__ == "__main__":
         sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
                  f"Repeat its flags and --inr, or choose another --out")
     model = nerm.LatentDiffusion(cfg).to(device)
-    model.set_latent_stats(mu.to(device))
+    model.set_latent_stats(mu.to(device), (0.5 * logvar).exp().to(device) if variational else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
     if ckpt is not None:

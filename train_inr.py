@@ -54,7 +54,11 @@ parser.add_argument("--latent-dim", type=int, default=CFG.latent_dim, help="Z (p
 parser.add_argument("--hidden", type=int, default=CFG.hidden, help="decoder width (paper-scale: 512)")
 parser.add_argument("--blocks", type=int, default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
 parser.add_argument("--kl-weight", type=float, default=CFG.kl_weight, help="lambda_KL (paper: 1e-4)")
-parser.add_argument("--n-freqs", type=int, default=CFG.n_freqs, help="Fourier octaves of the time encoding (10: up to 256 cycles per sequence)")
+parser.add_argument("--n-freqs", type=int, default=CFG.n_freqs, help="coarse Fourier octaves of normalized time (10: up to 256 cycles per sequence, those above --max-hz switched off)")
+parser.add_argument("--max-hz", type=float, default=CFG.max_hz, help="highest fine Fourier octave of time in seconds, Hz (0: none)")
+parser.add_argument("--n-hz", type=int, default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
+parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, default=CFG.integrated,
+                    help="Mip-NeRF's integrated time encoding (features damped by the frame interval) with box-filtered clip targets")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
@@ -171,7 +175,7 @@ if __name__ == "__main__":
         val_gt = open_dataset(args, "val", "native")
     except (data.DataError, nerm.CheckpointError) as e:
         sys.exit(f"error: {e}")
-    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std)
+    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, lowpass=args.integrated)
     if rank == 0:
         print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
               f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}"
@@ -179,7 +183,7 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, variational=not args.no_variational, kl_weight=args.kl_weight,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, integrated=args.integrated, variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     differs = resume_mismatch(ckpt, cfg, args, train_set.names) if ckpt is not None else ""
     if differs:
@@ -268,6 +272,10 @@ if __name__ == "__main__":
     pbar.close()
     if rank == 0:
         print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
+        if cfg.variational:   # the KL weight acts on a mean-reduced reconstruction: see what it left of sigma
+            sigma = model.latents.logvar.detach().mul(0.5).exp()
+            print(f"posterior sigma: mean {sigma.mean():.4f} (min {sigma.min():.4f}, max {sigma.max():.4f}); "
+                  f"initial {math.exp(0.5 * cfg.init_logvar):.4f}")
         run_eval()
         checkpoint()
         print(f"wrote {args.out}")

@@ -51,6 +51,36 @@ def test_resample_is_linear_interpolation():
     np.testing.assert_allclose(data.resample(x, 30.0, 30.0), x)
 
 
+def test_cubic_interpolation_is_catmull_rom():
+    """kind="cubic": the Hermite cubic through the frames with tangents (x[k+1] - x[k-1]) / 2 per frame (end
+    frames repeated), here scipy's CubicHermiteSpline; it passes through every frame, reproduces a quadratic
+    exactly between the interior frames, and resample(kind=...) is interpolate on the new grid."""
+    from scipy.interpolate import CubicHermiteSpline
+    rng = np.random.default_rng(0)
+    fps, T = 30.0, 25
+    x = rng.standard_normal((T, 3)).astype(np.float32)
+    padded = np.concatenate([x[:1], x, x[-1:]]).astype(np.float64)
+    tangent = (padded[2:] - padded[:-2]) / 2 * fps                      # per second
+    ref = CubicHermiteSpline(np.arange(T) / fps, x.astype(np.float64), tangent)
+    t = rng.uniform(0, (T - 1) / fps, (7, 40))
+    t[0, :3] = [0.0, 1.0 / fps, (T - 1) / fps]                         # a first, an inner and the last frame
+    got = data.interpolate(x, fps, t, "cubic")
+    assert got.shape == (7, 40, 3)
+    np.testing.assert_allclose(got, ref(t), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(data.interpolate(x, fps, np.arange(T) / fps, "cubic"), x, atol=1e-6)
+    # a quadratic (and so a line) is exact wherever the four frames around a time are real ones
+    q = np.stack([0.7 * (np.arange(T) / fps) ** 2 - 2 * np.arange(T) / fps + 0.3, 3 * np.arange(T) / fps], -1)
+    inner = rng.uniform(1 / fps, (T - 2) / fps, 200)
+    want = np.stack([0.7 * inner ** 2 - 2 * inner + 0.3, 3 * inner], -1)
+    np.testing.assert_allclose(data.interpolate(q.astype(np.float32), fps, inner, "cubic"), want, rtol=1e-5, atol=1e-5)
+    anywhere = rng.uniform(0, (T - 1) / fps, 200)                         # linear: exact for a line everywhere
+    np.testing.assert_allclose(data.interpolate(q.astype(np.float32), fps, anywhere)[:, 1], 3 * anywhere, rtol=1e-5)
+    # resample with kind: interpolate on the new grid (27 fps: 0 .. 0.8 s, 22 frames)
+    r = data.resample(x, fps, 27.0, "cubic")
+    assert len(r) == 22
+    np.testing.assert_allclose(r, ref(np.arange(22) / 27.0), rtol=1e-5, atol=1e-5)
+
+
 def test_bad_directories_get_one_clear_message(tmp_path, small_dataset):
     with pytest.raises(data.DataError, match="not found.*\n.*expected layout"):
         data.load_dataset("humanml3d", str(tmp_path / "nope"), "train")
@@ -80,15 +110,24 @@ def test_clip_sampler_on_the_embedded_data(small_dataset):
     idx = torch.randint(0, len(ms), (400,), generator=g)
     x, t, s, out_idx = cs.sample(idx, 16, generator=g)
     assert x.shape == (400, 16, 263) and t.shape == (400, 16) and torch.equal(out_idx, idx)
-    assert (s <= cs.fps[idx] + 1e-6).all() and t.min() >= 0 and (t <= cs.duration[idx, None] + 1e-6).all()
-    # max_fps caps the rate (the progressive schedule's first phase)
-    _, _, s20, _ = cs.sample(idx, 16, generator=g, max_fps=20.0)
+    native = torch.from_numpy(ms.fps[idx.numpy()])
+    k = native / s.double()                                        # every rate is native / k, k whole
+    assert (k - k.round()).abs().max() < 1e-4 and (k.round() >= 1).all()
+    assert (s.double() >= torch.clamp(native, max=data.MIN_CLIP_FPS) - 1e-4).all()
+    assert t.min() >= 0 and (t <= cs.duration[idx, None] + 1e-6).all()
+    # max_fps caps the rate (the progressive schedule's first phase): the fastest rate native / k <= 20 fps,
+    # the only one left, since every slower one is below MIN_CLIP_FPS
+    _, t20, s20, _ = cs.sample(idx, 16, generator=g, max_fps=20.0)
+    want = native / torch.ceil(native / 20.0 - 1e-9)
+    np.testing.assert_allclose(s20.double().numpy(), want.numpy(), rtol=1e-6)
     assert s20.max() <= 20.0
+    frame = t20.double() * native[:, None]
+    assert (frame - frame.round()).abs().max() < 1e-3                 # still stored frames
 
 
 # ---- ClipSampler against closed forms -----------------------------------------------------------------------
 # Hand-made sequences whose channels are known functions of time, so every gathered value has an exact
-# expected value; rates outside FPS_CHOICES (45, 29.97) are reachable only as "the native rate".
+# expected value: a stored frame, or the box average of stored frames computed here independently.
 
 OMEGA = np.array([1.3, 4.1, 9.7])          # rad/s, one per channel
 
@@ -109,78 +148,127 @@ def curve_set(natives, seconds):
                           [""] * n, data.SMPL22, np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
 
 
-def expected_clip(i, fps, T, t):
-    """What linear interpolation between the two native frames around each time t gives: (1-w) f(k0) + w f(k1)."""
-    pos = np.asarray(t, dtype=np.float64) * fps
-    k0 = np.minimum(np.floor(pos), T - 1)
-    k1 = np.minimum(k0 + 1, T - 1)
-    w = (pos - k0)[..., None]
-    return (1 - w) * curve(i, k0 / fps) + w * curve(i, k1 / fps), pos - k0
+def draw(ms, m, n, seed, **kw):
+    """n clips of m frames from every sequence of ms -> idx (B,), values in the curve's units (B, m, 3) float64,
+    native frame indices (B, m) (checked to be whole numbers), steps k (B,) (checked to be whole numbers)."""
+    lowpass = kw.pop("lowpass", False)
+    cs = data.ClipSampler(ms, ms.mean, ms.std, lowpass=lowpass)
+    idx = torch.arange(len(ms)).repeat(n)
+    x, t, s, _ = cs.sample(idx, m, generator=torch.Generator().manual_seed(seed), **kw)
+    native = ms.fps[idx.numpy()]
+    pos, k = t.double().numpy() * native[:, None], native / s.double().numpy()
+    frame, step = np.round(pos).astype(int), np.round(k).astype(int)
+    np.testing.assert_allclose(pos, frame, atol=1e-3)
+    np.testing.assert_allclose(k, step, rtol=1e-5)
+    assert (t.double().numpy() <= ms.durations()[idx.numpy(), None] + 1e-6).all()   # nothing past the end
+    return idx.numpy(), x.double().numpy() * ms.std + ms.mean, frame, step
 
 
-def test_clip_values_are_the_interpolated_closed_form():
-    """Every gathered value equals the linear interpolation of the curve between its two native frames, at
-    fractional weights (not only 0 and 1/2) and in windows that reach the end of the sequence."""
-    natives, seconds = (45.0, 50.0, 120.0, 29.97), (1.3, 2.0, 4.1, 3.0)
+def allowed_steps(native):
+    """k = 1 .. K with native / K >= 20 fps (k = 1 always)."""
+    return set(range(1, max(1, int(np.floor(native / 20.0 + 1e-9))) + 1))
+
+
+def test_clip_values_are_the_stored_frames():
+    """Every value is the curve at a stored frame's time, frames k apart, the window inside the sequence (no
+    repeated frame), whatever the native rate (29.97 and 45 fps give no whole step but 1 and 1, 2)."""
+    natives, seconds = (45.0, 50.0, 120.0, 29.97, 20.0), (1.3, 2.0, 4.1, 3.0, 2.5)
     ms = curve_set(natives, seconds)
+    idx, x, frame, k = draw(ms, 16, 150, seed=0)
+    last = np.array([len(f) - 1 for f in ms.features])[idx]
+    for b, i in enumerate(idx):
+        np.testing.assert_allclose(x[b], curve(i, frame[b] / natives[i]), atol=1e-5, err_msg=f"clip {b}, seq {i}")
+    np.testing.assert_array_equal(np.diff(frame, axis=1), np.broadcast_to(k[:, None], (len(k), 15)))
+    assert frame.min() >= 0 and (frame[:, -1] <= last).all()
+    assert (frame[:, -1] == last).sum() > 5                                  # windows reach the last frame
+    # exactly the stored (normalized) rows, no arithmetic on them
     cs = data.ClipSampler(ms, ms.mean, ms.std)
-    idx = torch.arange(len(ms)).repeat(150)
-    x, t, s, _ = cs.sample(idx, 16, generator=torch.Generator().manual_seed(0))
-    x = x.double().numpy() * ms.std + ms.mean                      # back to the curve's units
-    weights, at_end = [], 0
-    for b, i in enumerate(idx.tolist()):
-        T = len(ms.features[i])
-        want, w = expected_clip(i, natives[i], T, t[b].numpy())
-        np.testing.assert_allclose(x[b], want, atol=1e-4, err_msg=f"clip {b}: sequence {i} at {s[b]:g} fps")
-        weights.append(w)
-        at_end += bool(t[b, -1] > ms.durations()[i] - 1 / natives[i])   # the last native interval is used
-    w = np.concatenate(weights)
-    assert ((w > 0.05) & (w < 0.45) | (w > 0.55) & (w < 0.95)).sum() > 500   # genuinely fractional weights
-    assert at_end > 20
+    ref = [torch.from_numpy((f - ms.mean) / ms.std).float() for f in ms.features]
+    x2, t2, _, _ = cs.sample(torch.tensor([4, 2]), 16, generator=torch.Generator().manual_seed(5))
+    for b, i in enumerate((4, 2)):
+        assert torch.equal(x2[b], ref[i][torch.round(t2[b].double() * natives[i]).long()])
 
 
-def test_rates_and_window_starts_cover_their_whole_range():
-    """Each allowed rate, the native one included, is drawn; window starts spread over all of
-    [0, duration - span], its two ends included; no time leaves the sequence and no window is cut."""
-    natives, m = (45.0, 120.0), 8
-    ms = curve_set(natives, (6.0, 6.0))
-    cs = data.ClipSampler(ms, ms.mean, ms.std)
-    idx = torch.arange(2).repeat_interleave(3000)
-    _, t, s, _ = cs.sample(idx, m, generator=torch.Generator().manual_seed(1))
-    dur = cs.duration[idx].double()
-    t, s = t.double(), s.double()
-    assert t.min() >= 0 and (t <= dur[:, None] + 1e-6).all()
-    np.testing.assert_allclose((t[:, 1:] - t[:, :-1]).numpy(), (1 / s[:, None]).expand(-1, m - 1).numpy(), atol=1e-5)
+def test_every_step_is_drawn_and_first_frames_cover_their_range():
+    """k is uniform over 1 .. K (native 120: 120, 60, 40, 30, 24, 20 fps; 45: 45, 22.5; 20: 20 only) and the
+    first frame is uniform over 0 .. last - (m - 1) k, both ends included."""
+    natives, m = (120.0, 45.0, 20.0), 8
+    ms = curve_set(natives, (1.0, 2.0, 3.0))                 # short, so both ends of each range come up often
+    idx, _, frame, k = draw(ms, m, 3000, seed=1)
+    want = {120.0: {120, 60, 40, 30, 24, 20}, 45.0: {45, 22.5}, 20.0: {20}}
     for i, native in enumerate(natives):
         mine = idx == i
-        assert set(s[mine].tolist()) == {f for f in data.FPS_CHOICES if f <= native} | {native}, native
-        room = dur[mine] - (m - 1) / s[mine]                       # the latest start that keeps the window inside
-        u = (t[mine, 0] / room).numpy()                            # start as a fraction of its range
-        assert (u >= 0).all() and (u <= 1 + 1e-5).all()
-        assert (u == 0).sum() > 10                                  # windows at the start ...
-        assert (u >= 1 - 1 / (native * room.numpy()) - 1e-6).sum() > 10   # ... and at the end (start on the grid)
-        counts = np.histogram(u, bins=10, range=(0, 1 + 1e-5))[0]
-        assert (counts > 0.05 * len(u)).all(), counts               # and everywhere between (~9% expected per bin)
+        assert {native / j for j in set(k[mine].tolist())} == want[native] == {native / j for j in allowed_steps(native)}
+        counts = np.bincount(k[mine])[1:]
+        assert (counts > 0.7 * mine.sum() / len(counts)).all(), counts       # uniform over the steps
+        last = len(ms.features[i]) - 1
+        room = last - (m - 1) * k[mine]                                       # the latest first frame
+        first = frame[mine, 0]
+        assert (first >= 0).all() and (first <= room).all()
+        assert (first == 0).sum() > 10 and (first == room).sum() > 10, native  # both ends
+        hist = np.histogram(first / room, bins=10, range=(0, 1 + 1e-9))[0]
+        assert (hist > 0.06 * mine.sum()).all(), hist                          # and everywhere between
 
 
-def test_clips_at_the_native_rate_read_original_frames():
-    """At s = native (and native / k) every time is an original frame, so the clip holds stored rows exactly."""
-    natives = (45.0, 29.97, 120.0)
-    ms = curve_set(natives, (3.0, 3.0, 3.0))
+def test_a_short_sequence_gets_only_the_steps_that_fit():
+    """120 fps, m = 16: 48 frames fit k <= 3 (45 frame intervals), 46 frames too (the window then fills the
+    sequence), 45 frames only k <= 2; under m frames: the native rate, the last frame held."""
+    m = 16
+    ms = curve_set((120.0, 120.0, 120.0, 60.0), (47 / 120, 45 / 120, 44 / 120, 9 / 60))
     cs = data.ClipSampler(ms, ms.mean, ms.std)
-    idx = torch.arange(3).repeat(400)
-    x, t, s, _ = cs.sample(idx, 16, generator=torch.Generator().manual_seed(2))
-    fps = cs.fps[idx].double()
-    on_grid = (fps / s.double() - (fps / s.double()).round()).abs() < 1e-6   # native / s is a whole number
-    native = s == cs.fps[idx]
-    assert native.sum() > 150 and (on_grid & ~native).sum() > 100
-    frames = (t.double() * fps[:, None])[on_grid]
-    np.testing.assert_allclose(frames.numpy(), frames.round().numpy(), atol=1e-3)
-    x = x.double().numpy() * ms.std + ms.mean
-    for b in torch.nonzero(native)[:, 0].tolist():
-        i = int(idx[b])
-        np.testing.assert_allclose(x[b], curve(i, np.round(t[b].double().numpy() * natives[i]) / natives[i]),
-                                   atol=1e-4)
+    k_min, k_max = cs.steps(torch.arange(4), m)
+    assert k_min.tolist() == [1, 1, 1, 1] and k_max.tolist() == [3, 3, 2, 1]
+    idx, x, frame, k = draw(ms, m, 400, seed=2)
+    for i, ks in enumerate(({1, 2, 3}, {1, 2, 3}, {1, 2}, {1})):
+        assert set(k[idx == i].tolist()) == ks, i
+    full = (idx == 1) & (k == 3)                               # 46 frames, k = 3: frames 0, 3 ... 45 exactly
+    assert full.sum() > 50 and (frame[full] == 3 * np.arange(m)).all()
+    np.testing.assert_array_equal(frame[idx == 3], np.broadcast_to(np.minimum(np.arange(m), 9), (400, m)))
+    for b in np.nonzero(idx == 3)[0][:5]:
+        np.testing.assert_allclose(x[b], curve(3, np.minimum(np.arange(m), 9) / 60.0), atol=1e-5)
+    assert (np.diff(frame[idx < 3], axis=1) == k[idx < 3, None]).all()     # no repeated frame where it fits
+
+
+def test_max_fps_caps_the_rate():
+    """max_fps: k >= ceil(native / max_fps), never faster than the cap, the slower rates as before."""
+    natives, m = (120.0, 100.0, 45.0, 30.0), 8
+    ms = curve_set(natives, (3.0, 3.0, 3.0, 3.0))
+    for cap, want in ((60.0, ({60, 40, 30, 24, 20}, {50, 100 / 3, 25, 20}, {45, 22.5}, {30})),
+                      (20.0, ({20}, {20}, {15}, {15}))):
+        idx, x, frame, k = draw(ms, m, 600, seed=3, max_fps=cap)
+        for i, native in enumerate(natives):
+            got = {native / j for j in set(k[idx == i].tolist())}
+            assert np.allclose(sorted(got), sorted(want[i])), (cap, native, got)
+        assert (ms.fps[idx] / k <= cap + 1e-9).all()
+        for b in range(0, len(idx), 97):
+            np.testing.assert_allclose(x[b], curve(idx[b], frame[b] / natives[idx[b]]), atol=1e-5)
+
+
+def box_average(feat, frame, k):
+    """Independent reference for lowpass: the mean over [frame - k/2, frame + k/2] (frame units) of the signal
+    that holds each stored frame over [j - 1/2, j + 1/2], frames outside the sequence clamped to its ends."""
+    j = np.arange(int(frame) - k, int(frame) + k + 1)
+    overlap = np.clip(np.minimum(j + 0.5, frame + k / 2) - np.maximum(j - 0.5, frame - k / 2), 0, None)
+    return (overlap[:, None] * feat[np.clip(j, 0, len(feat) - 1)].astype(np.float64)).sum(0) / k
+
+
+def test_lowpass_targets_are_box_averages():
+    """lowpass: a target at native / k is the box average of the k frame intervals around its frame (an even
+    box's end frames half in it), clamped at the sequence's ends; k = 1 is the stored frame itself."""
+    natives = (120.0, 60.0, 45.0, 20.0)
+    ms = curve_set(natives, (0.6, 1.1, 1.0, 1.5))             # short: many windows touch an end
+    idx, x, frame, k = draw(ms, 8, 300, seed=4, lowpass=True)
+    assert set(k[idx == 0].tolist()) == set(range(1, 7)) and set(k[idx == 1].tolist()) == {1, 2, 3}
+    clamped = 0
+    for b, i in enumerate(idx):
+        want = np.stack([box_average(ms.features[i], f, k[b]) for f in frame[b]])
+        np.testing.assert_allclose(x[b], want, atol=1e-5, err_msg=f"clip {b}: seq {i}, k {k[b]}")
+        clamped += int(frame[b, 0] < k[b] / 2 or frame[b, -1] > len(ms.features[i]) - 1 - k[b] / 2)
+    assert clamped > 50
+    one = k == 1                                               # k = 1: no averaging at all
+    assert one.sum() > 100
+    for b in np.nonzero(one)[0][:20]:
+        np.testing.assert_allclose(x[b], ms.features[idx[b]][frame[b]], atol=1e-5)
 
 
 def kit_joints(T, seed):

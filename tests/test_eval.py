@@ -13,8 +13,10 @@ import torch
 
 import data
 import nerm
-from eval import (CLIP_M, COLUMNS, ClipEvaluator, Evaluator, Stage2, clip_input, clip_plan, decode_motions, decoded_clips,
-                  evaluate_mre, real_clips, replications, to_eval_rate, train_clip_encoders, train_evaluator)
+import eval as ev_mod
+from eval import (CLIP_M, COLUMNS, SPECTRUM_FLOOR, ClipEvaluator, Evaluator, Stage2, acceleration_spectrum, clip_input,
+                  clip_plan, decode_motions, decoded_clips, decoded_clips_via, evaluate_mre, joint_acceleration, real_clips,
+                  replications, to_eval_rate, train_clip_encoders, train_evaluator)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +105,14 @@ def test_real_clips_via_20fps_lose_what_lies_between_20fps_frames():
     plan = clip_plan(ms, 120.0, 20, np.random.default_rng(0))
     err = np.abs(real_clips(ms, plan, 120.0, via_fps=20.0) - real_clips(ms, plan, 120.0)).max((0, 1))
     assert err[0] <= (1 / 20) ** 2 * (2 * np.pi * 2) ** 2 / 8 + 1e-6 and err[1] > 0.3
-    np.testing.assert_allclose(real_clips(ms, plan, 20.0, via_fps=20.0), real_clips(ms, plan, 20.0), atol=1e-6)
+    # cubic (Catmull-Rom) misses the 2 Hz sine by less, and loses the 9 Hz one too
+    cubic = np.abs(real_clips(ms, plan, 120.0, via_fps=20.0, kind="cubic") - real_clips(ms, plan, 120.0)).max((0, 1))
+    assert cubic[0] < 0.5 * err[0] and cubic[1] > 0.3
+    # at 20 fps itself, through 20 fps is the identity, whatever the interpolation
+    plan20 = clip_plan(ms, 20.0, 20, np.random.default_rng(1))
+    for kind in ("linear", "cubic"):
+        np.testing.assert_allclose(real_clips(ms, plan20, 20.0, via_fps=20.0, kind=kind), real_clips(ms, plan20, 20.0),
+                                   atol=1e-6)
 
 
 def test_clip_input_velocity_and_acceleration_at_the_rate():
@@ -123,6 +132,60 @@ def test_clip_input_velocity_and_acceleration_at_the_rate():
         vel = a * (tk[2:, None] + tk[1:-1, None]) + b
         np.testing.assert_allclose(x[:, 67:130], vel, rtol=1e-4, atol=1e-4 * rate)
         np.testing.assert_allclose(x[:, 130:], np.broadcast_to(2 * a, (CLIP_M - 2, 63)), atol=2e-6 * rate ** 2)
+
+
+def test_joint_acceleration_of_a_quadratic_is_2a():
+    # root-relative joints p = a t^2 + b t + c, a different a per joint and axis: second differences at the rate
+    # are 2a exactly, laid out (clip, frame, joint, axis) in the order of the ric channels
+    rng = np.random.default_rng(0)
+    sl = data.feature_slices(22)
+    a, b, c = rng.standard_normal((3, 63))
+    for rate in (20.0, 120.0):
+        tk = (3 + np.arange(CLIP_M)) / rate
+        clips = rng.standard_normal((2, CLIP_M, 263))
+        clips[:, :, sl["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+        acc = joint_acceleration(clips, rate, data.SMPL22)
+        assert acc.shape == (2, CLIP_M - 2, 21, 3)
+        np.testing.assert_allclose(acc, np.broadcast_to(2 * a.reshape(21, 3), acc.shape), atol=2e-8 * rate ** 2)
+
+
+def hann(n):
+    """The symmetric Hann window: 0.5 - 0.5 cos(2 pi k / (n - 1))."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / (n - 1))
+
+
+@pytest.mark.parametrize("rate,bin_", [(120.0, 5), (20.0, 3), (60.0, 11)])
+def test_acceleration_spectrum_of_a_sinusoid(rate, bin_):
+    """Joints moving as A_c sin(2 pi f t + phi_c), f on a bin (f = bin * rate / (m - 2)): the spectrum is
+    log10(power + floor) of the exact second-difference acceleration, -4 A sin^2(pi f / rate) rate^2 sin(2 pi f
+    t_mid + phi), its mean removed, Hann-windowed, by a DFT summed here term by term; it peaks at f, at the height
+    (A_acc sum(w) / 2)^2 / sum(w^2) of a windowed sinusoid. A constant acceleration (positions + g t^2) does not
+    count; still joints sit at the floor."""
+    rng = np.random.default_rng(0)
+    sl, N = data.feature_slices(22), CLIP_M - 2
+    f = bin_ * rate / N
+    A, phi = rng.uniform(0.02, 0.1, 63), rng.uniform(0, 2 * np.pi, 63)
+    t = (7 + np.arange(CLIP_M)) / rate
+    clips = rng.standard_normal((2, CLIP_M, 263))
+    g = rng.uniform(-3, 3, 63)                                              # a constant acceleration 2 g, m/s^2
+    clips[0, :, sl["ric"]] = A * np.sin(2 * np.pi * f * t[:, None] + phi) + g * t[:, None] ** 2
+    clips[1, :, sl["ric"]] = 0.3                                           # joints that do not move
+    got = acceleration_spectrum(clips, rate, data.SMPL22)
+    assert got.shape == (2, N // 2)
+    # the reference, term by term
+    amp = -4 * A * np.sin(np.pi * f / rate) ** 2 * rate ** 2                # (63,) acceleration amplitudes, m/s^2
+    acc = amp * np.sin(2 * np.pi * f * t[1:-1, None] + phi) + 2 * g         # (N, 63) at the middle frames
+    acc = acc - acc.mean(0)
+    w = hann(N)
+    want = []
+    for k in range(1, N // 2 + 1):
+        X = sum(acc[n] * w[n] * np.exp(-2j * np.pi * k * n / N) for n in range(N))   # (63,)
+        want.append(np.mean(np.abs(X) ** 2) / np.sum(w ** 2))
+    np.testing.assert_allclose(got[0], np.log10(np.array(want) + SPECTRUM_FLOOR), rtol=1e-6, atol=1e-6)
+    assert np.argmax(got[0]) + 1 == bin_                                    # the peak at f Hz
+    peak = np.mean(amp ** 2) * w.sum() ** 2 / 4 / np.sum(w ** 2)
+    assert got[0, bin_ - 1] == pytest.approx(np.log10(peak + SPECTRUM_FLOOR), abs=0.05)   # ~ the leakage of the window
+    np.testing.assert_allclose(got[1], np.log10(SPECTRUM_FLOOR), atol=1e-9)
 
 
 def test_tiny_clip_encoders_reload(splits, tmp_path):
@@ -225,3 +288,68 @@ def test_t2m_motions_and_clips_through_an_exact_decoder_are_the_real_ones(analyt
         plan = clip_plan(ms, rate, 5, rng)
         np.testing.assert_allclose(decoded_clips(decoder, z, seconds, plan, rate), real_clips(ms, plan, rate),
                                    atol=1e-5 if 120 % rate == 0 else 2e-3)   # 100 fps: linear interpolation's error
+
+
+def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
+    """decoded_clips_via: the motion decoded at 20 fps (here known in closed form: mean + std G(k / (20 d))),
+    interpolated up to the plan's clips at `rate` by np.interp (linear) or scipy's Catmull-Rom Hermite spline
+    (cubic); with an exact decoder it equals the real clips through 20 fps."""
+    from scipy.interpolate import CubicHermiteSpline
+    ms, mean, std = analytic
+    decoder, z, seconds = AnalyticDecoder(mean, std), torch.zeros(2, 4), ms.durations()
+    rng = np.random.default_rng(0)
+    for rate in (40, 100, 120):
+        plan = clip_plan(ms, rate, 6, rng)
+        for kind in ("linear", "cubic"):
+            got = decoded_clips_via(decoder, z, seconds, plan, rate, kind)
+            assert got.shape == (len(plan), CLIP_M, 263)
+            for r, (q, c) in enumerate(plan):
+                T = nerm.num_frames(20.0, seconds[q])
+                k = np.arange(T)
+                x20 = mean + std * motion_g(torch.from_numpy(k / (20.0 * seconds[q]))).numpy()   # (T, D)
+                t = (c + np.arange(CLIP_M)) / rate
+                if kind == "linear":
+                    want = np.stack([np.interp(t, k / 20.0, x20[:, d]) for d in range(263)], -1)
+                else:
+                    padded = np.concatenate([x20[:1], x20, x20[-1:]])
+                    want = CubicHermiteSpline(k / 20.0, x20, (padded[2:] - padded[:-2]) / 2 * 20.0)(t)
+                np.testing.assert_allclose(got[r], want, atol=2e-5, err_msg=f"{rate} fps, {kind}, clip {r}")
+            np.testing.assert_allclose(got, real_clips(ms, plan, rate, via_fps=20.0, kind=kind), atol=2e-5)
+
+
+def test_framerate_table_rows(analytic, monkeypatch):
+    """clip_fid_table through an exact decoder, with stand-ins for the data and the clip encoders: three tables
+    (clip_fid, detail_fd, acceleration); at rates on the 120 fps grid the decoded rows equal the real ones
+    (FD 0, the same acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
+    ms, mean, std = analytic
+
+    class Embed:                     # a fixed embedding of a clip: a few channels at a few frames
+        def embed(self, clips, rate):
+            return clips[:, ::8, 4:8].reshape(len(clips), -1).astype(np.float64)
+
+    decoder = AnalyticDecoder(mean, std)
+    monkeypatch.setattr(ev_mod, "load_split", lambda *a, **k: ms)
+    monkeypatch.setattr(ev_mod, "get_evaluator", lambda *a, **k: Embed())
+    monkeypatch.setattr(ev_mod, "clip_sources",
+                        lambda path, val, args: [("fit", decoder, lambda rep: (torch.zeros(2, 4), val.durations()))])
+    args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, clip_fid=["ck"])
+    res = ev_mod.clip_fid_table(args)
+    assert set(res) == {"clip_fid", "detail_fd", "acceleration"}
+    labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
+              "ck (fit @20 + cubic)"}
+    assert set(res["clip_fid"]) == set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
+    for key, table in res.items():
+        for label, by_rate in table.items():
+            assert set(by_rate) == {str(r) for r in ev_mod.EVAL_FPS} and all(len(v["values"]) == 2 for v in by_rate.values())
+    for r in ("20", "40", "60", "120"):
+        for key in ("clip_fid", "detail_fd"):
+            assert abs(res[key]["ck (fit)"][r]["mean"]) < 1e-2, (key, r)   # float32 rounding x rate^2; via 20 fps: 30+
+            for kind in ("linear", "cubic"):
+                assert res[key][f"ck (fit @20 + {kind})"][r]["values"] == pytest.approx(
+                    res[key][f"real via 20 fps, {kind}"][r]["values"], rel=1e-4, abs=1e-3), (key, r, kind)
+        assert res["acceleration"]["ck (fit)"][r]["values"] == pytest.approx(res["acceleration"]["real (val)"][r]["values"],
+                                                                             rel=1e-4)
+    # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
+    fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
+    assert fd["linear"] > fd["cubic"] > 10.0
+

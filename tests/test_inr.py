@@ -1,6 +1,8 @@
 """Stage-1 model tests: python -m pytest -q tests/test_inr.py"""
+import math
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,14 +32,151 @@ def test_reparameterized_sample_has_the_table_statistics():
     assert torch.equal(plain(torch.zeros(3, dtype=torch.long))[0], plain.mu[[0, 0, 0]])
 
 
-def test_time_encodings_shapes_and_frequencies():
-    t = torch.rand(2, 7)
-    for kind, width in (("none", 1), ("sinusoidal", 21), ("codebook", 21 + 64)):
+CFG = nerm.INRConfig()
+NC, NH = CFG.n_freqs, CFG.n_hz                     # coarse and fine octaves of the default time encoding
+
+
+def test_time_encodings_shapes():
+    u, t, scale, fps = torch.rand(2, 7), torch.rand(2, 7) * 3, torch.tensor([3.0, 2.0]), torch.tensor([20.0, 120.0])
+    # u itself, then a sin and a cos of each coarse and each fine octave
+    for kind, width in (("none", 1), ("sinusoidal", 1 + 2 * (NC + NH)), ("codebook", 1 + 2 * (NC + NH) + 64)):
         enc = nerm.TimeEncoding(nerm.INRConfig(time_enc=kind))
-        assert enc(t).shape == (2, 7, width) and enc.out_dim == width
-    enc = nerm.TimeEncoding(nerm.INRConfig(time_enc="sinusoidal"))
-    # column 1 + k is sin(2^k pi t): compare with the closed form
-    assert torch.allclose(enc(t)[..., 1 + 3], torch.sin(8 * torch.pi * t), atol=1e-5)
+        assert enc(u, t, scale, fps).shape == (2, 7, width) and enc.out_dim == width
+    assert torch.equal(nerm.TimeEncoding(nerm.INRConfig(time_enc="none"))(u, t, scale, fps)[..., 0], u)
+    no_fine = nerm.TimeEncoding(nerm.INRConfig(time_enc="sinusoidal", max_hz=0.0))
+    assert no_fine(u, t, scale, fps).shape == (2, 7, 1 + 2 * NC)
+
+
+def fourier_reference(t, duration, fps, time_norm, integrated, n_freqs=NC, max_hz=16.0, n_hz=NH):
+    """The sinusoidal encoding written out in numpy: [u, sin, cos] of the coarse angles 2^k pi u (u = t / duration
+    with time normalization, else t), each 0 where its 2^(k-1) cycles per unit of u are more than max_hz Hz on
+    this sequence (max_hz = 0: no limit and no fine band), and of the fine angles 2 pi f t, f = max_hz / 2^j Hz;
+    integrated: each damped by exp(-w^2 / (24 fps^2)), w its angular frequency in rad/s, the Gaussian with a
+    1/fps box's variance."""
+    t, duration, fps = (np.asarray(a, np.float64) for a in (t, duration, fps))
+    scale = duration if time_norm else np.ones_like(duration)
+    u = t / scale[:, None]
+    k, j = np.arange(n_freqs), np.arange(n_hz if max_hz > 0 else 0)
+    hz = np.concatenate([2.0 ** (k - 1) / scale[:, None], np.broadcast_to(max_hz / 2.0 ** j, (len(t), len(j)))], -1)
+    angles = np.concatenate([2.0 ** k * np.pi * u[..., None], 2 * np.pi * (max_hz / 2.0 ** j) * t[..., None]], -1)
+    keep = (hz <= max_hz * (1 + 1e-9)) if max_hz > 0 else np.ones_like(hz)
+    damp = np.exp(-0.5 * (2 * np.pi * hz) ** 2 / (12 * fps[:, None] ** 2)) if integrated else 1.0
+    gain = (keep * damp)[:, None, :]                                       # (B, 1, K)
+    return np.concatenate([u[..., None], np.sin(angles) * gain, np.cos(angles) * gain], -1)
+
+
+def sinusoidal(**kw):
+    return nerm.TimeEncoding(nerm.INRConfig(time_enc="sinusoidal", **kw)).double()
+
+
+def encode(enc, t, duration, fps, time_norm=True):
+    """TimeEncoding called as INRDecoder.forward calls it."""
+    scale = duration if time_norm else torch.ones_like(duration)
+    return enc(t / scale[:, None], t, scale, fps)
+
+
+@pytest.mark.parametrize("integrated", [False, True])
+@pytest.mark.parametrize("time_norm", [True, False])
+def test_sinusoidal_encoding_is_the_closed_form(time_norm, integrated):
+    g = torch.Generator().manual_seed(0)
+    dur = torch.cat([torch.rand(5, generator=g, dtype=torch.float64) * 8 + 0.5, torch.tensor([0.3, 12.0], dtype=torch.float64)])
+    t = torch.rand(7, 11, generator=g, dtype=torch.float64) * dur[:, None]
+    fps = torch.tensor([12.5, 20.0, 29.97, 60.0, 120.0, 20.0, 100.0], dtype=torch.float64)
+    for kw in ({}, {"n_freqs": 4, "max_hz": 10.0, "n_hz": 3}, {"max_hz": 0.0}):   # defaults, other bands, the paper's
+        # float32 constants (pi): angles up to ~1600 rad for 1e-4, so unlimited octaves of seconds read t < 1 s
+        tt = t if time_norm or kw.get("max_hz") != 0.0 else t.remainder(1.0)
+        got = encode(sinusoidal(integrated=integrated, **kw), tt, dur, fps, time_norm)
+        want = fourier_reference(tt, dur, fps, time_norm, integrated, **kw)
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-4, err_msg=str(kw))
+
+
+@pytest.mark.parametrize("time_norm", [True, False])
+def test_decoder_hands_the_encoding_u_seconds_scale_and_the_clamped_rate(time_norm, monkeypatch):
+    """INRDecoder.forward: u = t / duration (time_norm) or t, scale = duration or 1, fps clamped at max_fps; the
+    encoding it gets equals the closed form (float32)."""
+    dec = nerm.INRDecoder(nerm.INRConfig(feature_dim=4, latent_dim=8, hidden=16, n_blocks=1, time_enc="sinusoidal",
+                                         integrated=True, time_norm=time_norm, max_fps=60.0)).eval()
+    seen = []
+    real = dec.time_enc.forward
+    monkeypatch.setattr(dec.time_enc, "forward", lambda *a: seen.append((a, real(*a))) or seen[-1][1])
+    dur, fps = torch.tensor([2.5, 1.2, 4.0]), torch.tensor([20.0, 60.0, 120.0])
+    t = torch.rand(3, 9) * dur[:, None]
+    with torch.no_grad():
+        dec(torch.randn(3, 8), t, dur, fps)
+    (u, t_in, scale, fps_in), gamma = seen[0]
+    scale_want = dur if time_norm else torch.ones(3)
+    torch.testing.assert_close(u, t / scale_want[:, None])
+    assert torch.equal(t_in, t) and torch.equal(scale, scale_want)
+    assert fps_in.tolist() == [20.0, 60.0, 60.0]                           # 120 fps is told 60, the highest trained
+    np.testing.assert_allclose(gamma.numpy(), fourier_reference(t, dur, [20.0, 60.0, 60.0], time_norm, True),
+                               atol=1e-4)
+
+
+def test_fine_octaves_are_in_hz_whatever_the_duration():
+    """The same instants in seconds: the fine band (16 .. 0.25 Hz) is the same for a 2 s and a 7 s sequence, the
+    coarse band (where in the sequence) is not; coarse octaves above 16 Hz on a sequence are off (0) there."""
+    enc = sinusoidal()
+    t = torch.linspace(0, 2, 41, dtype=torch.float64)[None].expand(2, -1)
+    fps = torch.full((2,), 30.0, dtype=torch.float64)
+    a = encode(enc, t, torch.tensor([2.0, 2.0], dtype=torch.float64), fps)[1]     # (41, F)
+    b = encode(enc, t, torch.tensor([2.0, 7.0], dtype=torch.float64), fps)[1]
+    sin_c, sin_f = 1 + np.arange(NC), 1 + NC + np.arange(NH)                      # columns
+    cos_c, cos_f = sin_c + NC + NH, sin_f + NC + NH
+    fine = np.concatenate([sin_f, cos_f])
+    torch.testing.assert_close(a[:, fine], b[:, fine], rtol=0, atol=1e-12)
+    torch.testing.assert_close(b[:, sin_f[0]], torch.sin(2 * math.pi * 16 * t[1]), rtol=0, atol=1e-5)         # 16 Hz
+    torch.testing.assert_close(b[:, sin_f[NH - 1]], torch.sin(2 * math.pi * 16 / 2 ** (NH - 1) * t[1]), rtol=0, atol=1e-5)
+    # coarse octave k: 2^(k-1) / d Hz, on while <= 16 Hz: k <= 6 on 2 s, k <= 7 on 7 s
+    for d, on in ((2.0, 6), (7.0, 7)):
+        x = a if d == 2.0 else b
+        assert (x[:, sin_c[:on + 1]].abs().amax(0) > 0.5).all() and (x[:, cos_c[:on + 1]].abs().amax(0) > 0.5).all()
+        assert (x[:, sin_c[on + 1:]] == 0).all() and (x[:, cos_c[on + 1:]] == 0).all()
+    assert ((a[:, sin_c[:7]] - b[:, sin_c[:7]]).abs().amax(0) > 0.1).all()          # every coarse octave on in both moved
+
+
+def test_integrated_damping():
+    """integrated: each feature times exp(-w^2 / (24 fps^2)): ~1 at a very high rate, a 16 Hz feature keeps
+    exp(-0.5 (2 pi 16)^2 / (12 * 400)) = 0.349 at 20 fps and 0.971 at 120 fps; without it fps changes nothing."""
+    g = torch.Generator().manual_seed(1)
+    dur = torch.tensor([3.0, 3.0, 3.0], dtype=torch.float64)
+    t = torch.rand(3, 50, generator=g, dtype=torch.float64) * 3
+    fps = torch.tensor([20.0, 120.0, 1e6], dtype=torch.float64)
+    plain, damped = encode(sinusoidal(), t, dur, fps), encode(sinusoidal(integrated=True), t, dur, fps)
+    hz16 = [1 + NC, 1 + 2 * NC + NH]                                                  # its sin and cos
+    for b, keeps in enumerate((0.349, 0.971)):
+        want = math.exp(-0.5 * (2 * math.pi * 16) ** 2 / (12 * fps[b].item() ** 2))
+        assert want == pytest.approx(keeps, abs=1e-3)
+        np.testing.assert_allclose(damped[b][:, hz16].numpy(), want * plain[b][:, hz16].numpy(), rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(damped[2], plain[2], rtol=0, atol=1e-9)               # fps -> large: no damping
+    # the coarse 0.5 cycle / duration feature is damped by its own w = pi / duration rad/s
+    np.testing.assert_allclose(damped[0][:, 1].numpy(), plain[0][:, 1].numpy() * math.exp(-0.5 * (math.pi / 3.0) ** 2 / 4800),
+                               rtol=1e-6)
+    # u (column 0) is never damped; without integrated, fps does not enter at all
+    torch.testing.assert_close(damped[..., 0], t / 3.0)
+    for kind in ("sinusoidal", "codebook"):
+        torch.manual_seed(0)
+        enc = nerm.TimeEncoding(nerm.INRConfig(time_enc=kind)).double()
+        torch.testing.assert_close(encode(enc, t, dur, fps), encode(enc, t, dur, torch.full((3,), 20.0, dtype=torch.float64)),
+                                   rtol=0, atol=0)
+
+
+def test_no_encoding_frequency_exceeds_max_hz():
+    """With time normalization, coarse octave k turns at 2^(k-1) cycles per duration; those above max_hz (16 Hz)
+    on a sequence are off, so no feature turns faster than 16 Hz whatever the duration, and the coarse band's top
+    is the fastest octave at or under 16 Hz (16 Hz exactly on a 1 s sequence). Measured as the largest
+    |d feature / dt| / 2 pi, by differences on a dense grid (a sin(2 pi f t) reaches 2 pi f). Without the limit
+    (max_hz = 0, the paper's plain octaves) the top octave is 2^(n_freqs - 2) / duration Hz."""
+    limited, plain = sinusoidal(), sinusoidal(max_hz=0.0)
+    for seconds in (0.3, 1.0, 1.7, 8.0, 30.0):
+        t = torch.linspace(0, seconds, 40001, dtype=torch.float64)[None]
+        d, fps = torch.tensor([seconds], dtype=torch.float64), torch.tensor([30.0], dtype=torch.float64)
+        hz = (encode(limited, t, d, fps)[0, :, 1:].diff(dim=0) / t[0].diff()[:, None]).abs().amax(0) / (2 * math.pi)
+        octaves = 2.0 ** (np.arange(NC) - 1) / seconds
+        top = octaves[octaves <= 16.0 * (1 + 1e-9)].max()
+        assert hz.max().item() == pytest.approx(16.0, rel=2e-3), seconds                # the 16 Hz fine octave
+        assert hz[:NC].max().item() == pytest.approx(top, rel=2e-3), seconds
+        hz = (encode(plain, t, d, fps)[0, :, 1:].diff(dim=0) / t[0].diff()[:, None]).abs().amax(0) / (2 * math.pi)
+        assert hz.max().item() == pytest.approx(2.0 ** (NC - 2) / seconds, rel=2e-3), seconds
 
 
 def test_inr_overfits_one_sequence():
@@ -109,8 +248,9 @@ def test_decode_is_the_decoder_on_the_frame_grid_in_real_units():
 
 
 def test_time_is_normalized_by_the_duration_inside_the_decoder():
-    """With time_norm, f(z, t, duration) equals the same network reading t / duration as raw time."""
-    dec, raw = random_decoder(), random_decoder(time_norm=False)
+    """With time_norm (and no fine band, which reads seconds in both), f(z, t, duration) equals the same network
+    reading t / duration as raw time."""
+    dec, raw = random_decoder(max_hz=0.0), random_decoder(max_hz=0.0, time_norm=False)
     raw.load_state_dict(dec.state_dict())
     z, t, dur, fps = torch.randn(2, 256), torch.rand(2, 9) * 4, torch.tensor([4.0, 2.5]), torch.tensor([30.0, 60.0])
     with torch.no_grad():

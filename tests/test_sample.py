@@ -96,9 +96,10 @@ def test_train_diffusion_refuses_a_stage2_checkpoint_as_stage1(ckpts, tmp_path):
 
 
 def test_samples_are_the_decoder_on_the_frame_grid(ckpts, tmp_path):
-    """sample.py's files against an independent computation: the same z (same seed), the decoder evaluated at
-    normalized times k / fps / seconds and told the rate (capped at the training's highest), std * x + mean,
-    velocities turned per frame at --fps, joints recovered. Decoding in seconds, a wrong rate or a wrong
+    """sample.py's files against an independent computation: the same z (same seed), the decoder's forward
+    at times k / fps seconds (its own time encoding and normalization are checked in test_inr.py) for a
+    motion of `seconds`, told the rate (capped at the training's highest), std * x + mean, velocities turned
+    per frame at --fps, joints recovered. A linspace time grid, a wrong rate or duration, or a wrong
     velocity conversion anywhere in sample.py's path makes this fail."""
     import torch
     import nerm
@@ -110,14 +111,14 @@ def test_samples_are_the_decoder_on_the_frame_grid(ckpts, tmp_path):
             "--out", str(tmp_path), "--steps", "5", "--no-preview", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     z = model.sample(1, text=text, duration=seconds, guidance=2.5, steps=5, generator=torch.Generator().manual_seed(0))
-    args = dict(ckpt["inr"]["model_args"], time_norm=False)        # the same network, fed time by hand
+    args = ckpt["inr"]["model_args"]
     raw = nerm.INRDecoder(nerm.INRConfig(**args)).eval()
     raw.load_state_dict(ckpt["inr"]["decoder"])
     T = int(np.floor(fps * seconds + 1e-6)) + 1
-    t = torch.arange(T, dtype=torch.float64)[None] / fps / seconds     # (1, T) normalized time
+    t = torch.arange(T, dtype=torch.float64)[None] / fps                # (1, T) seconds
     told = torch.tensor([min(fps, args["max_fps"])])
     with torch.no_grad():
-        x = (raw(z, t.float(), torch.ones(1), told)[0] * raw.std + raw.mean).double().numpy()   # per second
+        x = (raw(z, t.float(), torch.tensor([seconds]), told)[0] * raw.std + raw.mean).double().numpy()   # per second
     vel = data.velocity_mask(data.SMPL22)
     x[:, vel] /= fps                                                    # per frame at --fps
     feats = np.load(tmp_path / "a_person_walks_forward_0_features.npy")
