@@ -66,7 +66,7 @@ def fourier_reference(t, duration, fps, time_norm, integrated, n_freqs=NC, max_h
 
 
 def sinusoidal(**kw):
-    return nerm.TimeEncoding(nerm.INRConfig(time_enc="sinusoidal", **kw)).double()
+    return nerm.TimeEncoding(nerm.INRConfig(time_enc="sinusoidal", **{"max_hz": 16.0, **kw})).double()
 
 
 def encode(enc, t, duration, fps, time_norm=True):
@@ -95,7 +95,7 @@ def test_decoder_hands_the_encoding_u_seconds_scale_and_the_clamped_rate(time_no
     """INRDecoder.forward: u = t / duration (time_norm) or t, scale = duration or 1, fps clamped at max_fps; the
     encoding it gets equals the closed form (float32)."""
     dec = nerm.INRDecoder(nerm.INRConfig(feature_dim=4, latent_dim=8, hidden=16, n_blocks=1, time_enc="sinusoidal",
-                                         integrated=True, time_norm=time_norm, max_fps=60.0)).eval()
+                                         integrated=True, time_norm=time_norm, max_fps=60.0, max_hz=16.0)).eval()
     seen = []
     real = dec.time_enc.forward
     monkeypatch.setattr(dec.time_enc, "forward", lambda *a: seen.append((a, real(*a))) or seen[-1][1])
