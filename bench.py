@@ -129,7 +129,7 @@ def matmul_gflops(device, n=2048):
 
 def decoder_flops(cfg, frames, rows):
     """Matmul FLOPs (2 per multiply-add) of decoding `frames` (sequence, timestamp) pairs held in `rows` rows."""
-    H, Z, fourier = cfg.hidden, cfg.latent_dim, 1 + 2 * cfg.n_freqs
+    H, Z, fourier = cfg.hidden, cfg.latent_dim, 1 + 2 * (cfg.n_freqs + (cfg.n_hz if cfg.max_hz > 0 else 0))
     enc = {"none": 1, "sinusoidal": fourier, "codebook": fourier + cfg.codebook_dim}[cfg.time_enc]
     per_pair = (enc + 1) * H + 2 * cfg.n_blocks * H * H + H * cfg.feature_dim  # in_t, blocks, out
     if cfg.time_enc == "codebook":
@@ -405,8 +405,8 @@ def bench_ablations(args, results):
     def m(name, f, kind="mre"):
         return f"{ev['mre'][paths[name]][kind][str(f)]:.4f}"
 
-    def c(name, f, row="fit"):  # a variant's row, or one of the real floors
-        cell = ev["clip_fid"][f"{paths[name]} ({row})" if name in paths else name][str(f)]
+    def c(name, f, row="fit", key="clip_fid"):  # a variant's row, or one of the real floors
+        cell = ev[key][f"{paths[name]} ({row})" if name in paths else name][str(f)]
         return f"{round(cell['mean'], 3) + 0.0:.3f} ± {cell['ci']:.3f}"
 
     def table(title, head, lines):
@@ -416,8 +416,8 @@ def bench_ablations(args, results):
 
     eval_fps = (20, 40, 60, 100, 120)
     table("Time encoding (native rates, variational, time normalized)",
-          ["time encoding", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
-          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120)] for n in ("none", "sinusoidal", "codebook")])
+          ["time encoding", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120", "detail-FD@120"],
+          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 120, key="detail_fd")] for n in ("none", "sinusoidal", "codebook")])
     table("Variational vs the plain auto-decoder (fit: val latents fitted; prior: z from the training latents' Gaussian)",
           ["latent", "MRE@20", "MRE@120", "clip-FID@20 fit", "clip-FID@120 fit", "clip-FID@20 prior", "clip-FID@120 prior"],
           [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 20, "prior"), c(n, 120, "prior")]
@@ -431,7 +431,10 @@ def bench_ablations(args, results):
           [[label, name] + [m(n, f, kind) for f in eval_fps] for kind, name in (("mre", "MRE"), ("local", "local MRE"))
            for label, n in both]
           + [[label, f"clip-FID {row}"] + [c(n, f, row) for f in eval_fps] for row in ("fit", "prior") for label, n in both]
-          + [[label, "clip-FID"] + [c(label, f) for f in eval_fps] for label in ("real via 20 fps", "real (test)")])
+          + [[label, f"detail-FD {row}"] + [c(n, f, row, "detail_fd") for f in eval_fps] for row in ("fit", "fit @20 + linear")
+             for label, n in both]
+          + [[label, figure] + [c(label, f, key=key) for f in eval_fps] for key, figure in (("clip_fid", "clip-FID"), ("detail_fd", "detail-FD"))
+             for label in ("real via 20 fps, linear", "real (test)")])
     print(f"\nablations: {time.time() - t0:.0f} s in all ({args.ablation_steps} steps per variant)")
     results["ablations"] = {"machine": machine(), "steps": args.ablation_steps, "seconds": time.time() - t0, **ev}
 

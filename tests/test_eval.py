@@ -15,7 +15,8 @@ import data
 import nerm
 import eval as ev_mod
 from eval import (CLIP_M, COLUMNS, SPECTRUM_FLOOR, ClipEvaluator, Evaluator, Stage2, acceleration_spectrum, clip_input,
-                  clip_plan, decode_motions, decoded_clips, decoded_clips_via, evaluate_mre, joint_acceleration, real_clips,
+                  clip_plan, decode_motions, decoded_clips, decoded_clips_via, detail_figures, evaluate_mre, joint_acceleration,
+                  real_clips,
                   replications, to_eval_rate, train_clip_encoders, train_evaluator)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -288,6 +289,22 @@ def test_t2m_motions_and_clips_through_an_exact_decoder_are_the_real_ones(analyt
         plan = clip_plan(ms, rate, 5, rng)
         np.testing.assert_allclose(decoded_clips(decoder, z, seconds, plan, rate), real_clips(ms, plan, rate),
                                    atol=1e-5 if 120 % rate == 0 else 2e-3)   # 100 fps: linear interpolation's error
+
+
+def test_t2m_detail_columns_through_an_exact_decoder_are_the_real_ones(analytic):
+    """detail_figures: a generator whose decoder reproduces the real motions scores what the real motions
+    score, directly at 120 fps and through 20 fps; the two differ (linear interpolation's impulses)."""
+    ms, mean, std = analytic
+    gen = Stage2(None, None, AnalyticDecoder(mean, std))
+    real = detail_figures(ms, ms, np.random.default_rng(3))
+    generated = detail_figures(ms, ms, np.random.default_rng(3), gen, torch.zeros(2, 4))
+    assert real.keys() == generated.keys() == {"detail@120", "detail@120 via 20"}
+    for key in real:
+        assert generated[key] == pytest.approx(real[key], rel=1e-3, abs=1e-3), key
+    assert real["detail@120 via 20"] > real["detail@120"] + 1.0
+    slow = data.MotionSet(["a"], [data.resample(ms.features[0], NATIVE, 60.0)], np.array([60.0]), [["a"]], [""],
+                          data.SMPL22, mean, std)
+    assert detail_figures(slow, slow, np.random.default_rng(0)) == {}    # nothing recorded at 120 fps: no columns
 
 
 def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
