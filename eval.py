@@ -1,13 +1,14 @@
 """
 Evaluate NeRM: the T2M text->motion (or action->motion) table at 20 fps, and stage 1's held-out MRE and
-clip-FID at 20/40/60/100/120 fps. Methods, and what each figure means: RESULTS.md.
+the framerate table at 20/40/60/100/120 fps (detail-FD, mean joint acceleration, clip-FID; each model decoded
+directly and at 20 fps then interpolated). Methods, and what each figure means: RESULTS.md.
 
     python eval.py                                                    # text->motion table of runs/diffusion.pt + Real row
     python eval.py --ckpt runs/diffusion.pt runs/diffusion_fixed.pt   # native vs the fixed-20-fps baseline
     python eval.py --ckpt runs/diffusion_action.pt                    # action->motion (train_diffusion.py --cond action)
     python eval.py --reps 20 --mm-texts 100                           # the paper's R = 20 (slow on a CPU)
     python eval.py --mre runs/inr.pt runs/inr_fixed.pt --actions punch,kick   # stage-1 MRE by fps, val sequences
-    python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt           # clip-FID by fps (stage-1 or stage-2 checkpoints)
+    python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt           # the framerate table (stage-1 or stage-2 checkpoints)
     python eval.py --mre runs/inr.pt --clip-fid runs/inr.pt --json runs/inr_eval.json   # both; figures also as JSON
     python eval.py --ckpt /tmp/d.pt --reps 1 --evaluator /tmp/ev.pt --evaluator-steps 50   # a tiny CPU run
 
@@ -33,7 +34,7 @@ import nerm
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
 parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints: MRE at each fps (no T2M table then)")
-parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: clip-FID at each fps (no T2M table then)")
+parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: the framerate table, detail-FD and clip-FID at each fps (no T2M table then)")
 parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
                     help="dataset the checkpoints were trained on (--mre reads it from each checkpoint)")
 parser.add_argument("--data-dir", default=None, help="dataset directory (default: data/<name>)")
