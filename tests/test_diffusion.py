@@ -298,3 +298,17 @@ def test_fresh_denoiser_is_the_gaussian_optimum():
     cond, mask = model.condition(5)
     eps = model.denoiser(z, k, cond, mask, torch.full((5,), 3.0))
     assert torch.allclose(eps, model.sqrt_one_minus_alpha_bar[k, None] * z, atol=1e-6)
+
+
+def test_latent_stats_include_the_posterior_spread():
+    """set_latent_stats(mu, sigma) standardises what stage 2 trains on, draws mu + sigma * eps: its z_std
+    matches the spread of many such draws (about the per-dimension mean), and sigma = None gives mu's alone."""
+    g = torch.Generator().manual_seed(0)
+    mu, sigma = torch.randn(64, 8, generator=g) * 0.3 + 1.0, torch.rand(64, 8, generator=g) * 0.5
+    model = LatentDiffusion(DiffusionConfig(latent_dim=8, cond="none"))
+    model.set_latent_stats(mu, sigma)
+    draws = mu + sigma * torch.randn(4000, 64, 8, generator=g)           # (draws, N, Z)
+    torch.testing.assert_close(model.z_mean, mu.mean(0))
+    assert model.z_std.item() == pytest.approx((draws - mu.mean(0)).pow(2).mean().sqrt().item(), rel=5e-3)
+    model.set_latent_stats(mu)
+    assert model.z_std.item() == pytest.approx((mu - mu.mean(0)).pow(2).mean().sqrt().item(), rel=1e-6)
