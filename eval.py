@@ -100,35 +100,23 @@ def decode_motions(decoder, z, seconds, chunk=256):
     return out
 
 
-def decoded_clips(decoder, z, seconds, plan, rate, chunk=32):
+def decoded_clips(decoder, z, seconds, plan, rate, via_fps=None, kind="linear", chunk=32):
     """(K, m, D) clips at the places of a clip_plan, cut from whole motions decoded at `rate`: a clip's frames
     lie on the rate's grid, so they are rows of the decoded motion (the real side reads them by interpolation).
     A clip reaching past the motion (a fixed-20-fps fit is up to 1/20 s shorter than the native sequence)
-    holds its last frame, as data.interpolate does for the real clips "via 20 fps"."""
+    holds its last frame, as data.interpolate does for the real clips "via 20 fps". via_fps: what a 20 fps
+    system does for a high rate, decode at via_fps, then interpolate (`kind`) up to the clips at `rate`."""
+    fps = via_fps or rate
     out = np.zeros((len(plan), CLIP_M, decoder.cfg.feature_dim), np.float32)
     seqs = np.unique(plan[:, 0])
     for i in range(0, len(seqs), chunk):
         part = seqs[i:i + chunk]
-        x = nerm.decode(decoder, z[torch.from_numpy(part)], rate, torch.from_numpy(seconds[part])).cpu().numpy()
+        x = nerm.decode(decoder, z[torch.from_numpy(part)], fps, torch.from_numpy(seconds[part])).cpu().numpy()
         for xi, q in zip(x, part):
-            rows = plan[:, 0] == q
-            frames = plan[rows, 1:] + np.arange(CLIP_M)                               # (k, m) frame indices
-            out[rows] = xi[np.minimum(frames, nerm.num_frames(rate, seconds[q]) - 1)]
-    return out
-
-
-def decoded_clips_via(decoder, z, seconds, plan, rate, kind, via_fps=EVAL_RATE, chunk=32):
-    """What a 20 fps system does for a high rate: decode at via_fps, then interpolate (`kind`) up to the clips
-    of a clip_plan at `rate`; -> (K, m, D)."""
-    out = np.zeros((len(plan), CLIP_M, decoder.cfg.feature_dim), np.float32)
-    seqs = np.unique(plan[:, 0])
-    for i in range(0, len(seqs), chunk):
-        part = seqs[i:i + chunk]
-        x = nerm.decode(decoder, z[torch.from_numpy(part)], via_fps, torch.from_numpy(seconds[part])).cpu().numpy()
-        for xi, q in zip(x, part):
-            rows = plan[:, 0] == q
-            out[rows] = data.interpolate(xi[:nerm.num_frames(via_fps, seconds[q])], via_fps,
-                                         (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)
+            rows, T = plan[:, 0] == q, nerm.num_frames(fps, seconds[q])
+            frames = plan[rows, 1:] + np.arange(CLIP_M)                               # (k, m) frames at `rate`
+            out[rows] = (data.interpolate(xi[:T], fps, frames / rate, kind) if via_fps
+                         else xi[np.minimum(frames, T - 1)])
     return out
 
 
@@ -467,6 +455,11 @@ def joint_acceleration(clips, rate, skeleton):
     return acc.reshape(*acc.shape[:2], -1, 3)
 
 
+def mean_acceleration(clips, rate, skeleton):
+    """The mean norm of the clips' root-relative joint accelerations, m/s^2."""
+    return float(np.linalg.norm(joint_acceleration(clips, rate, skeleton), axis=-1).mean())
+
+
 def acceleration_spectrum(clips, rate, skeleton):
     """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
     root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
@@ -611,7 +604,7 @@ def detail_figures(test, val, rng, gen=None, z=None):
     ref = acceleration_spectrum(real_clips(val, ref_plan, DETAIL_RATE), DETAIL_RATE, sk)
     direct = real_clips(test, plan, DETAIL_RATE) if gen is None else decoded_clips(gen.decoder, z, dur, plan, DETAIL_RATE)
     via = (real_clips(test, plan, DETAIL_RATE, EVAL_RATE) if gen is None
-           else decoded_clips_via(gen.decoder, z, dur, plan, DETAIL_RATE, "linear"))
+           else decoded_clips(gen.decoder, z, dur, plan, DETAIL_RATE, EVAL_RATE))
     return {"detail@120": fid(ref, acceleration_spectrum(direct, DETAIL_RATE, sk)),
             "detail@120 via 20": fid(ref, acceleration_spectrum(via, DETAIL_RATE, sk))}
 
@@ -760,7 +753,7 @@ def clip_fid_table(args):
         emb, spec = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
         rows["clip_fid"][label][rate].append(fid(ref[rep, rate][0], emb))
         rows["detail_fd"][label][rate].append(fid(ref[rep, rate][1], spec))
-        rows["acceleration"][label][rate].append(float(np.linalg.norm(joint_acceleration(clips, rate, sk), axis=-1).mean()))
+        rows["acceleration"][label][rate].append(mean_acceleration(clips, rate, sk))
 
     for rep in range(args.reps):
         rng = np.random.default_rng(args.seed + rep)
@@ -768,7 +761,7 @@ def clip_fid_table(args):
             plans[rep, rate] = plan = clip_plan(val, rate, args.clips_per_seq, rng)
             clips = real_clips(val, plan, rate)
             ref[rep, rate] = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
-            rows["acceleration"]["real (val)"][rate].append(float(np.linalg.norm(joint_acceleration(clips, rate, sk), axis=-1).mean()))
+            rows["acceleration"]["real (val)"][rate].append(mean_acceleration(clips, rate, sk))
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
@@ -783,7 +776,7 @@ def clip_fid_table(args):
                     add(f"{path} ({label})", rep, rate, decoded_clips(decoder, z, seconds, plans[rep, rate], rate))
                     for kind in ("linear", "cubic"):
                         add(f"{path} ({label} @20 + {kind})", rep, rate,
-                            decoded_clips_via(decoder, z, seconds, plans[rep, rate], rate, kind))
+                            decoded_clips(decoder, z, seconds, plans[rep, rate], rate, EVAL_RATE, kind))
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
     cols = [f"@{r}" for r in EVAL_FPS]
     for key, title in BY_FPS.items():

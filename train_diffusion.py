@@ -141,7 +141,8 @@ if __name__ == "__main__":
         sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
                  f"Repeat its flags and --inr, or choose another --out")
     model = nerm.LatentDiffusion(cfg).to(device)
-    model.set_latent_stats(mu.to(device), (0.5 * logvar).exp().to(device) if variational else None)
+    mu, std = mu.to(device), (0.5 * logvar).exp().to(device)   # each latent's posterior mean and sigma
+    model.set_latent_stats(mu, std if variational else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
     if ckpt is not None:
@@ -166,7 +167,6 @@ if __name__ == "__main__":
                               "durations": duration, "inr": stage1}, args.out)
 
     g = torch.Generator().manual_seed(args.seed + step + rank)
-    mu, std = mu.to(device), (0.5 * logvar).exp().to(device)
     t0, start = time.time(), step
     pbar = tqdm(total=args.steps, initial=step, disable=None if rank == 0 else True)
     while step < args.steps:

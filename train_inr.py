@@ -55,7 +55,9 @@ parser.add_argument("--hidden", type=int, default=CFG.hidden, help="decoder widt
 parser.add_argument("--blocks", type=int, default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
 parser.add_argument("--kl-weight", type=float, default=CFG.kl_weight, help="lambda_KL (paper: 1e-4)")
 parser.add_argument("--n-freqs", type=int, default=CFG.n_freqs, help="coarse Fourier octaves of normalized time (10: up to 256 cycles per sequence, those above --max-hz switched off)")
-parser.add_argument("--max-hz", type=float, default=CFG.max_hz, help="highest fine Fourier octave of time in seconds, Hz (0: none)")
+parser.add_argument("--max-hz", type=float, default=CFG.max_hz,
+                    help="the time encoding's band limit, Hz: coarse octaves above it on a sequence are switched off, "
+                         "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
 parser.add_argument("--n-hz", type=int, default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
 parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, default=CFG.integrated,
                     help="Mip-NeRF's integrated time encoding (features damped by the frame interval) with box-filtered clip targets")
@@ -183,7 +185,8 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, integrated=args.integrated, variational=not args.no_variational, kl_weight=args.kl_weight,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, integrated=args.integrated,
+                         variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     differs = resume_mismatch(ckpt, cfg, args, train_set.names) if ckpt is not None else ""
     if differs:
@@ -272,7 +275,7 @@ if __name__ == "__main__":
     pbar.close()
     if rank == 0:
         print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
-        if cfg.variational:   # the KL weight acts on a mean-reduced reconstruction: see what it left of sigma
+        if cfg.variational:   # what the KL (weighted as the paper's, nerm.NeRM.forward) left of sigma
             sigma = model.latents.logvar.detach().mul(0.5).exp()
             print(f"posterior sigma: mean {sigma.mean():.4f} (min {sigma.min():.4f}, max {sigma.max():.4f}); "
                   f"initial {math.exp(0.5 * cfg.init_logvar):.4f}")

@@ -15,7 +15,7 @@ import data
 import nerm
 import eval as ev_mod
 from eval import (CLIP_M, COLUMNS, SPECTRUM_FLOOR, ClipEvaluator, Evaluator, Stage2, acceleration_spectrum, clip_input,
-                  clip_plan, decode_motions, decoded_clips, decoded_clips_via, detail_figures, evaluate_mre, joint_acceleration,
+                  clip_plan, decode_motions, decoded_clips, detail_figures, evaluate_mre, joint_acceleration,
                   real_clips,
                   replications, to_eval_rate, train_clip_encoders, train_evaluator)
 
@@ -116,6 +116,15 @@ def test_real_clips_via_20fps_lose_what_lies_between_20fps_frames():
                                    atol=1e-6)
 
 
+def quadratic_clips(rng, n, first, rate, a, b, c):
+    """n random feature clips whose root-relative joints (ric) are a t^2 + b t + c at frames first .. first+m-1
+    of the `rate` grid -> (those times (m,), clips (n, m, 263))."""
+    tk = (first + np.arange(CLIP_M)) / rate
+    clips = rng.standard_normal((n, CLIP_M, 263))
+    clips[:, :, data.feature_slices(22)["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+    return tk, clips
+
+
 def test_clip_input_velocity_and_acceleration_at_the_rate():
     # root-relative joints quadratic in time, p = a t^2 + b t + c: backward differences give
     # velocity a (t_k + t_{k-1}) + b and acceleration exactly 2a, in per-second units at any rate
@@ -123,9 +132,7 @@ def test_clip_input_velocity_and_acceleration_at_the_rate():
     sl = data.feature_slices(22)
     a, b, c = rng.standard_normal((3, 63))
     for rate in (20.0, 120.0):
-        tk = (5 + np.arange(CLIP_M)) / rate
-        clips = rng.standard_normal((1, CLIP_M, 263))
-        clips[0, :, sl["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+        tk, clips = quadratic_clips(rng, 1, 5, rate, a, b, c)
         x = clip_input(clips, rate, data.SMPL22)[0]                          # (m - 2, 4 + 63 * 3)
         assert x.shape == (CLIP_M - 2, 4 + 3 * 63)
         np.testing.assert_allclose(x[:, :4], clips[0, 2:, :4], rtol=1e-5, atol=1e-5)
@@ -139,12 +146,9 @@ def test_joint_acceleration_of_a_quadratic_is_2a():
     # root-relative joints p = a t^2 + b t + c, a different a per joint and axis: second differences at the rate
     # are 2a exactly, laid out (clip, frame, joint, axis) in the order of the ric channels
     rng = np.random.default_rng(0)
-    sl = data.feature_slices(22)
     a, b, c = rng.standard_normal((3, 63))
     for rate in (20.0, 120.0):
-        tk = (3 + np.arange(CLIP_M)) / rate
-        clips = rng.standard_normal((2, CLIP_M, 263))
-        clips[:, :, sl["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+        _, clips = quadratic_clips(rng, 2, 3, rate, a, b, c)
         acc = joint_acceleration(clips, rate, data.SMPL22)
         assert acc.shape == (2, CLIP_M - 2, 21, 3)
         np.testing.assert_allclose(acc, np.broadcast_to(2 * a.reshape(21, 3), acc.shape), atol=2e-8 * rate ** 2)
@@ -308,7 +312,7 @@ def test_t2m_detail_columns_through_an_exact_decoder_are_the_real_ones(analytic)
 
 
 def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
-    """decoded_clips_via: the motion decoded at 20 fps (here known in closed form: mean + std G(k / (20 d))),
+    """decoded_clips via 20 fps: the motion decoded at 20 fps (here known in closed form: mean + std G(k / (20 d))),
     interpolated up to the plan's clips at `rate` by np.interp (linear) or scipy's Catmull-Rom Hermite spline
     (cubic); with an exact decoder it equals the real clips through 20 fps."""
     from scipy.interpolate import CubicHermiteSpline
@@ -318,7 +322,7 @@ def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
     for rate in (40, 100, 120):
         plan = clip_plan(ms, rate, 6, rng)
         for kind in ("linear", "cubic"):
-            got = decoded_clips_via(decoder, z, seconds, plan, rate, kind)
+            got = decoded_clips(decoder, z, seconds, plan, rate, 20.0, kind)
             assert got.shape == (len(plan), CLIP_M, 263)
             for r, (q, c) in enumerate(plan):
                 T = nerm.num_frames(20.0, seconds[q])
