@@ -46,6 +46,9 @@ parser.add_argument("--reps", type=int, default=3, help="R: replications per fig
 parser.add_argument("--mm-texts", type=int, default=10, help="MModality: captions (paper: 100)")
 parser.add_argument("--mm-samples", type=int, default=30, help="MModality: samples per caption or action (paper: 30)")
 parser.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+parser.add_argument("--split", default="test", choices=["test", "val"],
+                    help="the T2M table's held-out split: test (the T2M protocol), or val to choose a setting such as "
+                         "--guidance without looking at test (the detail columns' reference is then the test split)")
 parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
 parser.add_argument("--actions", default=None, help="with --mre: only val sequences of these actions (comma-separated)")
 parser.add_argument("--max-seqs", type=int, default=64, help="with --mre: at most this many val sequences")
@@ -646,12 +649,13 @@ def t2m_tables(args):
     gens = [(path, load_stage2(path)) for path in args.ckpt]   # a broken checkpoint fails before any work
     if args.mm_samples < 20 or args.reps < 1:
         raise data.DataError("--mm-samples must be at least 20 (MModality pairs) and --reps at least 1")
-    train, test = load_split(args.data, args.data_dir, "train"), load_split(args.data, args.data_dir, "test")
-    val = load_split(args.data, args.data_dir, "val")
+    other = "val" if args.split == "test" else "test"    # the detail columns' real reference
+    train = load_split(args.data, args.data_dir, "train")
+    test, val = load_split(args.data, args.data_dir, args.split), load_split(args.data, args.data_dir, other)
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
     test20 = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
-    # FID references: text->motion against the test motions, as T2M's evaluation; action->motion against the
+    # FID references: text->motion against the held-out (test) motions, as T2M's evaluation; action->motion against the
     # train motions (the paper's FID_train)
     refs = {"motion": ev.embed_motions(test20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
     out = {}
@@ -662,20 +666,20 @@ def t2m_tables(args):
         if cond == "action" and not ev.actions:
             raise data.DataError(f"the {args.data} data has no action labels: the action recognizer cannot be trained")
         t0 = time.time()
-        rows = [(f"Real (test, {len(test)} motions)", replications(ev, test, refs, cond, args, val=val))]
+        rows = [(f"Real ({args.split}, {len(test)} motions)", replications(ev, test, refs, cond, args, val=val))]
         for path, gen in mine:   # the fps the decoder was trained up to: 20 for the fixed-rate baseline
             rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)",
                          replications(ev, test, refs, cond, args, gen, val)))
         detail = [c for c in ("detail@120", "detail@120 via 20") if c in rows[0][1]]
-        print_table(f"{cond}->motion, {args.data} test split: mean ± 95% t-interval over R = {args.reps}; per replication "
+        print_table(f"{cond}->motion, {args.data} {args.split} split: mean ± 95% t-interval over R = {args.reps}; per replication "
                     f"one motion per test sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
                     f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(test) if cond != 'action' else len(train)} real "
-                    f"{'test' if cond != 'action' else 'train'} motions; diversity "
+                    f"{args.split if cond != 'action' else 'train'} motions; diversity "
                     f"{min(len(test), 200 if cond == 'action' else 300)} pairs; MModality "
                     f"{min(args.mm_texts, len(test)) if cond == 'text' else len(ev.actions)} "
                     f"{'captions' if cond == 'text' else 'actions'} x {args.mm_samples} samples, "
                     f"{10 if cond == 'text' else 20} pairs; guidance {args.guidance}, {args.steps} DDIM steps "
-                    f"({time.time() - t0:.0f} s)" + (f"; detail@120: detail-FD of 120 fps clips against real val "
+                    f"({time.time() - t0:.0f} s)" + (f"; detail@120: detail-FD of 120 fps clips against real {other} "
                     f"clips, decoded at 120 fps or at 20 fps + linear interpolation (via 20)" if detail else ""),
                     rows, COLUMNS[cond] + detail)
         out[cond] = {name: {k: summary(v) for k, v in res.items()} for name, res in rows}

@@ -374,3 +374,30 @@ def test_framerate_table_rows(analytic, monkeypatch):
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
     assert fd["linear"] > fd["cubic"] > 10.0
 
+
+
+@pytest.mark.parametrize("split, other", [("test", "val"), ("val", "test")])
+def test_t2m_table_scores_the_chosen_split_against_the_other(split, other, monkeypatch):
+    """--split: the T2M table's motions, captions and FID reference come from that split, the detail columns'
+    real reference from the other held-out one (so choosing --guidance on val never reads test)."""
+    class Split(SimpleNamespace):
+        def __len__(self):
+            return 1
+    sets = {name: Split(name=name, features=[np.full((30, 263), i, np.float32)], fps=np.array([20.0]))
+            for i, name in enumerate(("train", "val", "test"))}
+    monkeypatch.setattr(ev_mod, "load_split", lambda data_name, data_dir, name, *a: sets[name])
+    gen = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(cond="text")),
+                          decoder=SimpleNamespace(cfg=SimpleNamespace(max_fps=120.0)))
+    monkeypatch.setattr(ev_mod, "load_stage2", lambda path: gen)
+    embedded = []
+    monkeypatch.setattr(ev_mod, "get_evaluator", lambda args, train: SimpleNamespace(
+        actions=None, embed_motions=lambda motions: embedded.append(motions[0][0, 0]) or np.zeros((1, 2))))
+    seen = []
+    monkeypatch.setattr(ev_mod, "replications",
+                        lambda ev, held, refs, cond, args, g=None, val=None: seen.append((held.name, val.name)) or {})
+    monkeypatch.setattr(ev_mod, "print_table", lambda *a: None)
+    args = SimpleNamespace(ckpt=["ck"], mm_samples=30, mm_texts=10, reps=1, data="synthetic", data_dir=None, split=split,
+                           guidance=2.5, steps=50)
+    ev_mod.t2m_tables(args)
+    assert seen == [(split, other)] * 2                        # the Real row and the checkpoint's row
+    assert embedded == [("train", "val", "test").index(split)]  # the FID reference: the chosen split's motions
