@@ -672,7 +672,7 @@ def t2m_tables(args):
                          replications(ev, test, refs, cond, args, gen, val)))
         detail = [c for c in ("detail@120", "detail@120 via 20") if c in rows[0][1]]
         print_table(f"{cond}->motion, {args.data} {args.split} split: mean ± 95% t-interval over R = {args.reps}; per replication "
-                    f"one motion per test sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
+                    f"one motion per {args.split} sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
                     f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(test) if cond != 'action' else len(train)} real "
                     f"{args.split if cond != 'action' else 'train'} motions; diversity "
                     f"{min(len(test), 200 if cond == 'action' else 300)} pairs; MModality "
