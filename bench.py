@@ -240,7 +240,7 @@ def bench_sample(args, results):
     def motion(z):  # what sample.py does with a latent: decode, velocities per frame, joints
         x = nerm.decode(decoder, z[None], fps, seconds)[0].cpu().numpy()
         return data.features_to_joints(data.features_per_frame(x, fps), skeleton)
-    print(f"\n## Sampling: one {seconds:g} s motion at {fps:g} fps from text, batch 1, guidance 2.5 ({source}; "
+    print(f"\n## Sampling: one {seconds:g} s motion at {fps:g} fps from text, batch 1, guidance {nerm.GUIDANCE} ({source}; "
           f"denoiser d={model.config.d_model} x {model.config.n_layers}) on {machine()}")
     g = torch.Generator(device=dev).manual_seed(0)
     sample = lambda sampler, steps=50: model.sample(1, text=text, duration=seconds, sampler=sampler, steps=steps,  # noqa: E731

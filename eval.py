@@ -45,7 +45,7 @@ parser.add_argument("--evaluator-steps", type=int, default=600, help="training s
 parser.add_argument("--reps", type=int, default=3, help="R: replications per figure (paper: 20)")
 parser.add_argument("--mm-texts", type=int, default=10, help="MModality: captions (paper: 100)")
 parser.add_argument("--mm-samples", type=int, default=30, help="MModality: samples per caption or action (paper: 30)")
-parser.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+parser.add_argument("--guidance", type=float, default=nerm.GUIDANCE, help="classifier-free guidance scale")
 parser.add_argument("--split", default="test", choices=["test", "val"],
                     help="the T2M table's held-out split: test (the T2M protocol), or val to choose a setting such as "
                          "--guidance without looking at test (the detail columns' reference is then the test split)")

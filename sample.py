@@ -39,7 +39,7 @@ parser.add_argument("--action", action="append", default=[], help="an action lab
 parser.add_argument("--fps", type=float, default=20.0, help="output framerate, any value in (0, 480]")
 parser.add_argument("--seconds", type=float, default=4.0, help="duration of each motion, (0, 60]")
 parser.add_argument("--num", type=int, default=1, help="samples per prompt")
-parser.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale r (1 = none)")
+parser.add_argument("--guidance", type=float, default=nerm.GUIDANCE, help="classifier-free guidance scale r (1 = none)")
 parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="ddim: fast, deterministic; ddpm: all 1000 steps")
 parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
 parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same motions")
@@ -163,7 +163,7 @@ def check_args(args, model, actions):
     if not 0 < args.fit_fps <= MAX_FPS:
         parser.error(f"--fit-fps must be in (0, {MAX_FPS:g}], got {args.fit_fps:g}")
     if not -1e3 <= args.guidance <= 1e3:   # also refuses nan and inf
-        parser.error(f"--guidance must be a finite number (1 = no guidance, 2.5 the default), got {args.guidance}")
+        parser.error(f"--guidance must be a finite number (1 = no guidance, {nerm.GUIDANCE} the default), got {args.guidance}")
     if args.num < 1 or not 1 <= args.steps <= model.config.timesteps:
         parser.error(f"--num must be at least 1 and --steps in 1..{model.config.timesteps}")
     if args.text_file:
