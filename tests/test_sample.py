@@ -110,7 +110,7 @@ def test_samples_are_the_decoder_on_the_frame_grid(ckpts, tmp_path):
     r = run("sample.py", "--ckpt", ckpts[1], "--text", text, "--fps", str(fps), "--seconds", str(seconds),
             "--out", str(tmp_path), "--steps", "5", "--no-preview", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    z = model.sample(1, text=text, duration=seconds, guidance=2.5, steps=5, generator=torch.Generator().manual_seed(0))
+    z = model.sample(1, text=text, duration=seconds, guidance=nerm.GUIDANCE, steps=5, generator=torch.Generator().manual_seed(0))
     args = ckpt["inr"]["model_args"]
     raw = nerm.INRDecoder(nerm.INRConfig(**args)).eval()
     raw.load_state_dict(ckpt["inr"]["decoder"])
