@@ -43,6 +43,7 @@ class INRConfig:
                                   # off, and the fine octaves of time in seconds sin(2 pi f t) are f = max_hz, max_hz / 2 ...
     n_hz: int = 7                 # how many fine octaves: 8, 4, 2, 1, 0.5, 0.25, 0.125 Hz
     integrated: bool = False      # Mip-NeRF: damp each sin/cos by exp(-w^2 sigma^2 / 2), sigma set by the frame interval
+    activation: str = "relu"      # relu (paper) | silu: smooth, so the decoded motion's acceleration has no kinks
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -136,11 +137,15 @@ def gaussian_kl(mu, logvar):
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
-class ResBlock(nn.Module):
-    """Pre-LayerNorm residual block told the latent: x + W2 relu(W1 LN(x) + U z)."""
+ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
 
-    def __init__(self, h, z_dim):
+
+class ResBlock(nn.Module):
+    """Pre-LayerNorm residual block told the latent: x + W2 act(W1 LN(x) + U z)."""
+
+    def __init__(self, h, z_dim, activation="relu"):
         super().__init__()
+        self.act = ACTIVATIONS[activation]
         self.norm = nn.LayerNorm(h)
         self.fc1 = nn.Linear(h, h)
         self.fc2 = nn.Linear(h, h)
@@ -148,7 +153,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x, z):
         # z enters every block (as DeepSDF re-injects its latent), once per sequence: (B, 1, H)
-        return x + self.fc2(F.relu(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
+        return x + self.fc2(self.act(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
 
 
 class INRDecoder(nn.Module):
@@ -165,7 +170,9 @@ class INRDecoder(nn.Module):
         # the first layer is split by input so z's part is computed once per sequence, not once per timestamp
         self.in_z = nn.Linear(cfg.latent_dim, cfg.hidden)
         self.in_t = nn.Linear(self.time_enc.out_dim + 1, cfg.hidden, bias=False)  # +1: the clip framerate s
-        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim) for _ in range(cfg.n_blocks))
+        # a ReLU network is piecewise linear in its input: its output's second derivative in t is a train of
+        # impulses at the kinks, which 120 fps frames resolve; SiLU is smooth
+        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim, cfg.activation) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
         # the train split's feature statistics (velocities per second): the decoder works in normalized units
@@ -185,7 +192,7 @@ class INRDecoder(nn.Module):
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
         for block in self.blocks:
             h = block(h, z)
-        return self.out(F.relu(self.norm(h)))                   # (B, M, D)
+        return self.out(ACTIVATIONS[self.cfg.activation](self.norm(h)))   # (B, M, D)
 
 
 class NeRM(nn.Module):

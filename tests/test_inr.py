@@ -179,6 +179,28 @@ def test_no_encoding_frequency_exceeds_max_hz():
         assert hz.max().item() == pytest.approx(2.0 ** (NC - 2) / seconds, rel=2e-3), seconds
 
 
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_silu_decoder_is_smooth_in_time_and_relu_has_kinks(activation):
+    """The second difference (f(t+h) - 2 f(t) + f(t-h)) / h^2 of the decoded features converges to f''(t) as h
+    shrinks for a smooth network (error O(h^2)); a ReLU network is piecewise linear in its input, so where a
+    kink lies within h of t the second difference is a jump / h and grows as h shrinks."""
+    torch.manual_seed(0)
+    cfg = nerm.INRConfig(feature_dim=6, latent_dim=4, hidden=32, n_blocks=2, time_enc="sinusoidal", activation=activation)
+    decoder = nerm.INRDecoder(cfg).double().eval()
+    for p in decoder.parameters():              # weights of a trained size, not the initial near-linear regime
+        p.data.mul_(3.0)
+    z, t = torch.randn(1, 4, dtype=torch.float64), torch.linspace(0.05, 0.95, 4001, dtype=torch.float64)[None]
+    dur, fps = torch.ones(1, dtype=torch.float64), torch.full((1,), 60.0, dtype=torch.float64)
+    with torch.no_grad():
+        second = {h: (decoder(z, t + h, dur, fps) - 2 * decoder(z, t, dur, fps) + decoder(z, t - h, dur, fps)) / h ** 2
+                  for h in (1e-3, 1e-4)}
+    change = (second[1e-4] - second[1e-3]).abs().max() / second[1e-3].abs().max()
+    if activation == "silu":
+        assert change < 0.05, change
+    else:
+        assert change > 1.0, change   # the kinks: (jump / h) grows tenfold
+
+
 def test_inr_overfits_one_sequence():
     """A sequence with sharp detail (a 12 Hz wiggle over 5 s at 120 fps) is learned by the decoder."""
     torch.manual_seed(0)
