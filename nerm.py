@@ -44,6 +44,7 @@ class INRConfig:
     n_hz: int = 7                 # how many fine octaves: 8, 4, 2, 1, 0.5, 0.25, 0.125 Hz
     integrated: bool = False      # Mip-NeRF: damp each sin/cos by exp(-w^2 sigma^2 / 2), sigma set by the frame interval
     activation: str = "relu"      # relu (paper) | silu: smooth, so the decoded motion's acceleration has no kinks
+    acc_weight: float = 0.0       # weight of a loss on the clip's second differences (0: the paper's loss alone)
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -218,7 +219,11 @@ class NeRM(nn.Module):
         x_hat = self.decoder(z, t, duration, fps)
         recon = F.mse_loss(x_hat, target)
         prior = prior.mean()
-        return x_hat, recon + self.cfg.kl_weight / target[0].numel() * prior, recon, prior
+        loss = recon + self.cfg.kl_weight / target[0].numel() * prior
+        if self.cfg.acc_weight:   # frame-to-frame error (jitter) weighted up to 16x more than a slow drift
+            second = lambda x: x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]  # noqa: E731
+            loss = loss + self.cfg.acc_weight * F.mse_loss(second(x_hat), second(target))
+        return x_hat, loss, recon, prior
 
 
 def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):

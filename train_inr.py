@@ -63,6 +63,8 @@ parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, defau
                     help="Mip-NeRF's integrated time encoding (features damped by the frame interval) with box-filtered clip targets")
 parser.add_argument("--activation", default=CFG.activation, choices=["relu", "silu"],
                     help="the decoder's nonlinearity: relu (paper), silu (smooth in time)")
+parser.add_argument("--acc-weight", type=float, default=CFG.acc_weight,
+                    help="weight of a loss on each clip's second differences, against jitter (0: the paper's loss)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
@@ -188,7 +190,8 @@ if __name__ == "__main__":
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
                          n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, integrated=args.integrated,
-                         activation=args.activation, variational=not args.no_variational, kl_weight=args.kl_weight,
+                         activation=args.activation, acc_weight=args.acc_weight,
+                         variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     differs = resume_mismatch(ckpt, cfg, args, train_set.names) if ckpt is not None else ""
     if differs:
