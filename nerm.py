@@ -44,7 +44,7 @@ class INRConfig:
     n_hz: int = 7                 # how many fine octaves: 8, 4, 2, 1, 0.5, 0.25, 0.125 Hz
     integrated: bool = False      # Mip-NeRF: damp each sin/cos by exp(-w^2 sigma^2 / 2), sigma set by the frame interval
     activation: str = "relu"      # relu (paper) | silu: smooth, so the decoded motion's acceleration has no kinks
-    acc_weight: float = 0.0       # weight of a loss on the clip's second differences (0: the paper's loss alone)
+    acc_weight: float = 0.0       # weight of the clips' relative acceleration error (0: the paper's loss alone)
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -220,9 +220,12 @@ class NeRM(nn.Module):
         recon = F.mse_loss(x_hat, target)
         prior = prior.mean()
         loss = recon + self.cfg.kl_weight / target[0].numel() * prior
-        if self.cfg.acc_weight:   # frame-to-frame error (jitter) weighted up to 16x more than a slow drift
-            second = lambda x: x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]  # noqa: E731
-            loss = loss + self.cfg.acc_weight * F.mse_loss(second(x_hat), second(target))
+        if self.cfg.acc_weight:
+            # the error of the clips' accelerations (second differences x fps^2) relative to the target's own:
+            # a sub-millimetre jitter that the mean squared error cannot see is a large acceleration at 120 fps
+            second = lambda x: (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) * fps[:, None, None] ** 2  # noqa: E731
+            acc = second(target)
+            loss = loss + self.cfg.acc_weight * (second(x_hat) - acc).pow(2).sum() / acc.pow(2).sum().clamp_min(1e-12)
         return x_hat, loss, recon, prior
 
 

@@ -64,7 +64,7 @@ parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, defau
 parser.add_argument("--activation", default=CFG.activation, choices=["relu", "silu"],
                     help="the decoder's nonlinearity: relu (paper), silu (smooth in time)")
 parser.add_argument("--acc-weight", type=float, default=CFG.acc_weight,
-                    help="weight of a loss on each clip's second differences, against jitter (0: the paper's loss)")
+                    help="weight of the clips' acceleration error relative to theirs, against jitter (0: the paper's loss)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")

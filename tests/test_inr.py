@@ -201,22 +201,25 @@ def test_silu_decoder_is_smooth_in_time_and_relu_has_kinks(activation):
         assert change > 1.0, change   # the kinks: (jump / h) grows tenfold
 
 
-def test_acc_weight_adds_the_second_difference_error_along_time():
-    """NeRM.forward with acc_weight: the paper's loss plus w * mean((x_hat[k+1] - 2 x_hat[k] + x_hat[k-1] -
-    (the same of the target))^2) over the clip's frames, computed here with numpy; 0 gives the paper's loss."""
+def test_acc_weight_adds_the_relative_acceleration_error():
+    """NeRM.forward with acc_weight: the paper's loss plus w * sum((a_hat - a)^2) / sum(a^2), a = second
+    differences along the clip's frames x fps^2 (each clip at its own rate), computed here with numpy; 0 gives
+    the paper's loss."""
     torch.manual_seed(0)
     cfg = dict(feature_dim=5, num_sequences=3, hidden=16, n_blocks=1, latent_dim=4, time_enc="sinusoidal")
     idx, t = torch.tensor([0, 2]), torch.linspace(0, 1, 9).repeat(2, 1)
-    dur, fps, x = torch.full((2,), 2.0), torch.full((2,), 8.0), torch.randn(2, 9, 5)
+    dur, fps, x = torch.full((2,), 2.0), torch.tensor([8.0, 24.0]), torch.randn(2, 9, 5)
     plain = nerm.NeRM(nerm.INRConfig(**cfg)).eval()
     weighted = nerm.NeRM(nerm.INRConfig(**cfg, acc_weight=0.7)).eval()
     weighted.load_state_dict(plain.state_dict())
     x_hat, loss0, recon, prior = plain(idx, t, dur, fps, x)
     _, loss1, _, _ = weighted(idx, t, dur, fps, x)
     assert torch.allclose(loss0, recon + plain.cfg.kl_weight / x[0].numel() * prior)
-    err = (x_hat - x).detach().numpy().astype(np.float64)
-    second = np.diff(err, n=2, axis=1)                       # along the frames, per sequence and channel
-    np.testing.assert_allclose(loss1.item() - loss0.item(), 0.7 * (second ** 2).mean(), rtol=1e-5)
+    rate2 = fps.numpy().astype(np.float64)[:, None, None] ** 2
+    acc_hat = np.diff(x_hat.detach().numpy().astype(np.float64), n=2, axis=1) * rate2   # along the frames
+    acc = np.diff(x.numpy().astype(np.float64), n=2, axis=1) * rate2
+    np.testing.assert_allclose(loss1.item() - loss0.item(), 0.7 * ((acc_hat - acc) ** 2).sum() / (acc ** 2).sum(),
+                               rtol=1e-5)
 
 
 def test_inr_overfits_one_sequence():
