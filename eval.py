@@ -651,13 +651,13 @@ def t2m_tables(args):
         raise data.DataError("--mm-samples must be at least 20 (MModality pairs) and --reps at least 1")
     other = "val" if args.split == "test" else "test"    # the detail columns' real reference
     train = load_split(args.data, args.data_dir, "train")
-    test, val = load_split(args.data, args.data_dir, args.split), load_split(args.data, args.data_dir, other)
+    held, ref_set = load_split(args.data, args.data_dir, args.split), load_split(args.data, args.data_dir, other)
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
-    test20 = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
-    # FID references: text->motion against the held-out (test) motions, as T2M's evaluation; action->motion against the
-    # train motions (the paper's FID_train)
-    refs = {"motion": ev.embed_motions(test20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
+    held20 = [to_eval_rate(x, f) for x, f in zip(held.features, held.fps)]
+    # FID references: text->motion against the held-out (test) motions, as T2M's evaluation; action->motion
+    # against the train motions (the paper's FID_train)
+    refs = {"motion": ev.embed_motions(held20), "recognizer": ev.recognize(train20)[1] if ev.actions else None}
     out = {}
     for cond in ("text", "action", "none"):
         mine = [(path, gen) for path, gen in gens if gen.model.config.cond == cond]
@@ -666,17 +666,17 @@ def t2m_tables(args):
         if cond == "action" and not ev.actions:
             raise data.DataError(f"the {args.data} data has no action labels: the action recognizer cannot be trained")
         t0 = time.time()
-        rows = [(f"Real ({args.split}, {len(test)} motions)", replications(ev, test, refs, cond, args, val=val))]
+        rows = [(f"Real ({args.split}, {len(held)} motions)", replications(ev, held, refs, cond, args, val=ref_set))]
         for path, gen in mine:   # the fps the decoder was trained up to: 20 for the fixed-rate baseline
             rows.append((f"{path} (INR <= {gen.decoder.cfg.max_fps:g} fps)",
-                         replications(ev, test, refs, cond, args, gen, val)))
+                         replications(ev, held, refs, cond, args, gen, ref_set)))
         detail = [c for c in ("detail@120", "detail@120 via 20") if c in rows[0][1]]
         print_table(f"{cond}->motion, {args.data} {args.split} split: mean ± 95% t-interval over R = {args.reps}; per replication "
-                    f"one motion per {args.split} sequence ({len(test)}{', a random one of its captions' * (cond == 'text')}), "
-                    f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(test) if cond != 'action' else len(train)} real "
+                    f"one motion per {args.split} sequence ({len(held)}{', a random one of its captions' * (cond == 'text')}), "
+                    f"20 fps ≤ {MAX_FRAMES} frames; FID against the {len(held) if cond != 'action' else len(train)} real "
                     f"{args.split if cond != 'action' else 'train'} motions; diversity "
-                    f"{min(len(test), 200 if cond == 'action' else 300)} pairs; MModality "
-                    f"{min(args.mm_texts, len(test)) if cond == 'text' else len(ev.actions)} "
+                    f"{min(len(held), 200 if cond == 'action' else 300)} pairs; MModality "
+                    f"{min(args.mm_texts, len(held)) if cond == 'text' else len(ev.actions)} "
                     f"{'captions' if cond == 'text' else 'actions'} x {args.mm_samples} samples, "
                     f"{10 if cond == 'text' else 20} pairs; guidance {args.guidance}, {args.steps} DDIM steps "
                     f"({time.time() - t0:.0f} s)" + (f"; detail@120: detail-FD of 120 fps clips against real {other} "

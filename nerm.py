@@ -144,9 +144,9 @@ ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
 class ResBlock(nn.Module):
     """Pre-LayerNorm residual block told the latent: x + W2 act(W1 LN(x) + U z)."""
 
-    def __init__(self, h, z_dim, activation="relu"):
+    def __init__(self, h, z_dim, act=F.relu):
         super().__init__()
-        self.act = ACTIVATIONS[activation]
+        self.act = act
         self.norm = nn.LayerNorm(h)
         self.fc1 = nn.Linear(h, h)
         self.fc2 = nn.Linear(h, h)
@@ -173,7 +173,8 @@ class INRDecoder(nn.Module):
         self.in_t = nn.Linear(self.time_enc.out_dim + 1, cfg.hidden, bias=False)  # +1: the clip framerate s
         # a ReLU network is piecewise linear in its input: its output's second derivative in t is a train of
         # impulses at the kinks, which 120 fps frames resolve; SiLU is smooth
-        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim, cfg.activation) for _ in range(cfg.n_blocks))
+        self.act = ACTIVATIONS[cfg.activation]
+        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim, self.act) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
         # the train split's feature statistics (velocities per second): the decoder works in normalized units
@@ -193,7 +194,7 @@ class INRDecoder(nn.Module):
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
         for block in self.blocks:
             h = block(h, z)
-        return self.out(ACTIVATIONS[self.cfg.activation](self.norm(h)))   # (B, M, D)
+        return self.out(self.act(self.norm(h)))                 # (B, M, D)
 
 
 class NeRM(nn.Module):

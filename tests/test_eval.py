@@ -375,7 +375,6 @@ def test_framerate_table_rows(analytic, monkeypatch):
     assert fd["linear"] > fd["cubic"] > 10.0
 
 
-
 @pytest.mark.parametrize("split, other", [("test", "val"), ("val", "test")])
 def test_t2m_table_scores_the_chosen_split_against_the_other(split, other, monkeypatch):
     """--split: the T2M table's motions, captions and FID reference come from that split, the detail columns'
