@@ -50,6 +50,8 @@ parser.add_argument("--batch", type=int, default=64,
 parser.add_argument("--clip-len", type=int, default=32, help="m: frames per clip, whatever its framerate")
 parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
 parser.add_argument("--latent-lr", type=float, default=1e-2, help="learning rate of the per-sequence latents")
+parser.add_argument("--weight-decay", type=float, default=0.0,
+                    help="decoupled weight decay of the decoder (AdamW), not of the latents (0: the paper's Adam)")
 parser.add_argument("--latent-dim", type=int, default=CFG.latent_dim, help="Z (paper: 256)")
 parser.add_argument("--hidden", type=int, default=CFG.hidden, help="decoder width (paper-scale: 512)")
 parser.add_argument("--blocks", type=int, default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
@@ -92,6 +94,8 @@ def check_args(args):
             parser.error(f"--{name.replace('_', '-')} must be a positive number")
     if args.eval_every < 0 or args.progressive_steps < 0 or not 0 <= args.kl_weight < math.inf:
         parser.error("--eval-every, --progressive-steps and --kl-weight must not be negative")
+    if not 0 <= args.weight_decay < math.inf:
+        parser.error("--weight-decay must be a number, 0 or more")
     if args.clip_len < 2:
         parser.error("--clip-len must be at least 2")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -204,13 +208,15 @@ if __name__ == "__main__":
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
     latent_params = [p for p in model.latents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
-                                  {"params": model.decoder.parameters(), "lr": args.lr, "base": args.lr}])
+                                  {"params": model.decoder.parameters(), "lr": args.lr, "base": args.lr,
+                                   "weight_decay": args.weight_decay}], decoupled_weight_decay=True)
     step, history = 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group, base in zip(optimizer.param_groups, (args.latent_lr, args.lr)):
-            group["base"] = base  # the rates asked for now, not the saved ones
+        for group, base, decay in zip(optimizer.param_groups, (args.latent_lr, args.lr), (0.0, args.weight_decay)):
+            group["base"], group["weight_decay"] = base, decay  # the rates asked for now, not the saved ones
+            group["decoupled_weight_decay"] = True
         step, history = ckpt["step"], ckpt.get("history", [])
         torch.manual_seed(args.seed + step + rank)
         if rank == 0:
