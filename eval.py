@@ -752,12 +752,14 @@ def clip_fid_table(args):
     ce, sk = get_evaluator(args, train, "nerm-clip-evaluator"), val.skeleton
     plans, ref = {}, {}
     rows = {key: defaultdict(lambda: defaultdict(list)) for key in BY_FPS}
+    spectra = defaultdict(lambda: defaultdict(list))     # label -> rate -> per replication, the clips' mean spectrum
 
     def add(label, rep, rate, clips):
         emb, spec = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
         rows["clip_fid"][label][rate].append(fid(ref[rep, rate][0], emb))
         rows["detail_fd"][label][rate].append(fid(ref[rep, rate][1], spec))
         rows["acceleration"][label][rate].append(mean_acceleration(clips, rate, sk))
+        spectra[label][rate].append(spec.mean(0))
 
     for rep in range(args.reps):
         rng = np.random.default_rng(args.seed + rep)
@@ -766,6 +768,7 @@ def clip_fid_table(args):
             clips = real_clips(val, plan, rate)
             ref[rep, rate] = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
             rows["acceleration"]["real (val)"][rate].append(mean_acceleration(clips, rate, sk))
+            spectra["real (val)"][rate].append(ref[rep, rate][1].mean(0))
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
@@ -786,8 +789,17 @@ def clip_fid_table(args):
     for key, title in BY_FPS.items():
         print_table(title + (" (lower is better)" if key != "acceleration" else ""),
                     [(k, {f"@{r}": v for r, v in d.items()}) for k, d in rows[key].items()], cols, "rows")
-    return {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
-            for key, table in rows.items()}
+    # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
+    top = max(EVAL_FPS)
+    bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
+    print(f"\n## mean log10 acceleration power per bin at {top:g} fps, (m/s^2)^2 (+ {SPECTRUM_FLOOR:g}), "
+          f"mean over replications\n\n| rows | " + " | ".join(bins) + " |\n|---|" + "---|" * len(bins))
+    for label, d in spectra.items():
+        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in np.mean(d[top], 0)) + " |")
+    out = {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
+           for key, table in rows.items()}
+    out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
+    return out
 
 
 if __name__ == "__main__":

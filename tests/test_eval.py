@@ -355,12 +355,12 @@ def test_framerate_table_rows(analytic, monkeypatch):
                         lambda path, val, args: [("fit", decoder, lambda rep: (torch.zeros(2, 4), val.durations()))])
     args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, clip_fid=["ck"])
     res = ev_mod.clip_fid_table(args)
-    assert set(res) == {"clip_fid", "detail_fd", "acceleration"}
+    assert set(res) == {"clip_fid", "detail_fd", "acceleration", "spectrum"}
     labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
               "ck (fit @20 + cubic)"}
     assert set(res["clip_fid"]) == set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
-    for key, table in res.items():
-        for label, by_rate in table.items():
+    for key in ev_mod.BY_FPS:
+        for label, by_rate in res[key].items():
             assert set(by_rate) == {str(r) for r in ev_mod.EVAL_FPS} and all(len(v["values"]) == 2 for v in by_rate.values())
     for r in ("20", "40", "60", "120"):
         for key in ("clip_fid", "detail_fd"):
@@ -373,6 +373,24 @@ def test_framerate_table_rows(analytic, monkeypatch):
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
     assert fd["linear"] > fd["cubic"] > 10.0
+    # the mean spectra: one per row and rate, (m - 2) / 2 bins; the exact decoder's are the real ones, and
+    # against a direct recomputation from the first replication's plan (seed 0), the average of two replications
+    spec = res["spectrum"]
+    assert set(spec) == labels | {"real (val)"}
+    for r in ("20", "40", "60", "120"):
+        assert len(spec["ck (fit)"][r]) == (CLIP_M - 2) // 2
+        np.testing.assert_allclose(spec["ck (fit)"][r], spec["real (val)"][r], atol=1e-2)   # float32 x rate^2
+        for kind in ("linear", "cubic"):
+            np.testing.assert_allclose(spec[f"ck (fit @20 + {kind})"][r], spec[f"real via 20 fps, {kind}"][r], atol=1e-2)
+    def plan120(rep):                 # the table's draws: per rate a val plan, then a test plan, from one stream
+        rng = np.random.default_rng(rep)
+        for rate in ev_mod.EVAL_FPS:
+            plan, _ = clip_plan(ms, rate, 6, rng), clip_plan(ms, rate, 6, rng)
+            if rate == 120:
+                return plan
+    want = np.mean([acceleration_spectrum(real_clips(ms, plan120(rep), 120.0), 120.0, ms.skeleton).mean(0)
+                    for rep in range(2)], 0)
+    np.testing.assert_allclose(spec["real (val)"]["120"], want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("split, other", [("test", "val"), ("val", "test")])
