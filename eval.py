@@ -792,10 +792,8 @@ def clip_fid_table(args):
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
-    print(f"\n## mean log10 acceleration power per bin at {top:g} fps, (m/s^2)^2 (+ {SPECTRUM_FLOOR:g}), "
-          f"mean over replications\n\n| rows | " + " | ".join(bins) + " |\n|---|" + "---|" * len(bins))
-    for label, d in spectra.items():
-        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in np.mean(d[top], 0)) + " |")
+    print_table(f"mean log10 acceleration power per bin at {top:g} fps, (m/s^2)^2 (+ {SPECTRUM_FLOOR:g})",
+                [(label, dict(zip(bins, np.array(d[top]).T.tolist()))) for label, d in spectra.items()], bins, "rows")
     out = {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
            for key, table in rows.items()}
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}

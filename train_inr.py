@@ -207,16 +207,17 @@ if __name__ == "__main__":
     model.decoder.std.copy_(torch.from_numpy(train_set.std))
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
     latent_params = [p for p in model.latents.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
-                                  {"params": model.decoder.parameters(), "lr": args.lr, "base": args.lr,
-                                   "weight_decay": args.weight_decay}], decoupled_weight_decay=True)
+    # the decoder alone is decayed (AdamW's decoupled decay; 0 is plain Adam)
+    settings = [{"base": args.latent_lr, "weight_decay": 0.0, "decoupled_weight_decay": True},
+                {"base": args.lr, "weight_decay": args.weight_decay, "decoupled_weight_decay": True}]
+    optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, **settings[0]},
+                                  {"params": model.decoder.parameters(), "lr": args.lr, **settings[1]}])
     step, history = 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group, base, decay in zip(optimizer.param_groups, (args.latent_lr, args.lr), (0.0, args.weight_decay)):
-            group["base"], group["weight_decay"] = base, decay  # the rates asked for now, not the saved ones
-            group["decoupled_weight_decay"] = True
+        for group, now in zip(optimizer.param_groups, settings):
+            group.update(now)  # the rates and decay asked for now, not the saved ones
         step, history = ckpt["step"], ckpt.get("history", [])
         torch.manual_seed(args.seed + step + rank)
         if rank == 0:
