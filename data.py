@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from guard import DataError   # a user-facing problem with the data: one line (guard.report_errors)
+
 # ----------------------------------------------------------------------------------------------
 # Skeletons
 # ----------------------------------------------------------------------------------------------
@@ -433,8 +435,6 @@ https://github.com/EricGuo5513/HumanML3D says where to get the processed KIT-ML 
 DATASETS = {"humanml3d": SMPL22, "kit": KIT21, "synthetic": SMPL22}   # a folder of BVH files: bvh.load_bvh_folder
 
 
-class DataError(Exception):
-    """A user-facing problem with the data: the message says what is wrong and what was expected."""
 
 
 # The native rates a file may declare. Real capture runs from KIT's 12.5 fps to 250 fps (Eyes_Japan); outside

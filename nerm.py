@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import guard
+
 # ----------------------------------------------------------------------------------------------
 # Stage 1: the variational INR
 # ----------------------------------------------------------------------------------------------
@@ -626,7 +628,7 @@ class LatentDiffusion(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-class CheckpointError(Exception):
+class CheckpointError(guard.UserError):
     """A checkpoint that is missing, unreadable or of the wrong kind: the message names the file."""
 
 
