@@ -4,12 +4,17 @@ Stage 2 (latent DDPM) tests: CPU, offline, a few seconds in all.
     python -m pytest tests/test_diffusion.py -q
 """
 import io
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
+import data
+import nerm
 from nerm import DiffusionConfig, LatentDiffusion, Vocab, ddpm_schedule
 
 CAPTIONS = ["A person walks forward, then turns left.", "someone jumps twice!", "a man waves his right hand"]
@@ -198,6 +203,37 @@ def test_samplers_recover_a_gaussian(sampler):
     assert abs((z - mu).std().item() / (s * spread) - 1) < 0.02
 
 
+def ddpm_spread(s):
+    """std of ancestral DDPM's output / s for N(mu, s^2) data with the exact eps, in float64. Each step of
+    Algorithm 2 is then z' = g z + const + sigma_k n, g = (1 - beta_k c / sqrt(1 - abar_k)) / sqrt(alpha_k) with c
+    as in ddim_spread, sigma_k^2 = beta_tilde_k = beta_k (1 - abar_{k-1}) / (1 - abar_k) and no noise at k = 0: the
+    variance goes Var' = g^2 Var + sigma_k^2 from Var(z_T) = 1. It is below s^2 for narrow data (0.82 s at
+    s = 0.02): beta_tilde is the reverse variance given z_0, and leaves out the spread of z_0 given z_k."""
+    betas, abar = np.linspace(1e-4, 0.02, 1000), np_alpha_bar()
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    var = 1.0
+    for k in reversed(range(1000)):
+        c = np.sqrt(1 - abar[k]) / (abar[k] * s ** 2 + 1 - abar[k])
+        g = (1 - betas[k] / np.sqrt(1 - abar[k]) * c) / np.sqrt(1 - betas[k])
+        var = g * g * var + (betas[k] * (1 - abar_prev[k]) / (1 - abar[k]) if k > 0 else 0.0)
+    return np.sqrt(var) / s
+
+
+@pytest.mark.parametrize("s", [0.02, 0.05])
+def test_ddpm_variance_on_narrow_data(s):
+    """On data far narrower than the noise every step's variance shows: N(mu, s^2) with s = 0.02 is 1/25 of
+    test_samplers_recover_a_gaussian's spread, and the last steps' sigma_k (0.01 for beta_1 at k = 0) is half
+    of it. The sample spread must be ddpm_spread(s), the closed form of Algorithm 2 with sigma_k^2 = beta_tilde_k;
+    at s = 0.02, noise at the last step, beta_k for beta_tilde_k, the noise of step k - 1 at step k or none at
+    k = 1 each move it by 6% or more, 30 times the standard error of 4000 x 32 draws (0.2%)."""
+    model, g = tiny("none"), torch.Generator().manual_seed(0)
+    mu, n = torch.linspace(-2, 2, 32), 4000
+    z = model.ddpm_sample(gaussian_eps(model, mu, s), torch.randn(n, 32, generator=g), g).double()
+    spread = ddpm_spread(s)
+    assert (z.mean(0) - mu).abs().max() < 5 * s * spread / np.sqrt(n)          # 5 standard errors of a mean
+    assert abs((z - mu).std().item() / (s * spread) - 1) < 0.015
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_seeds_repeat(sampler):
     model = tiny("action", timesteps=100)  # ancestral sampling runs all T steps
@@ -312,3 +348,41 @@ def test_latent_stats_include_the_posterior_spread():
     assert model.z_std.item() == pytest.approx((draws - mu.mean(0)).pow(2).mean().sqrt().item(), rel=5e-3)
     model.set_latent_stats(mu)
     assert model.z_std.item() == pytest.approx((mu - mu.mean(0)).pow(2).mean().sqrt().item(), rel=1e-6)
+
+
+def stage1_checkpoint(path, mu, logvar):
+    """A stage-1 checkpoint as train_inr.py writes it, around a variational latent table with mu, logvar (N, Z)."""
+    N, Z = mu.shape
+    cfg = nerm.INRConfig(num_sequences=N, latent_dim=Z, hidden=8, n_blocks=1, time_enc="sinusoidal")
+    model = nerm.NeRM(cfg)
+    with torch.no_grad():
+        model.latents.mu.copy_(mu)
+        model.latents.logvar.copy_(logvar)
+    sequences = {"names": [f"s{i}" for i in range(N)], "fps": torch.full((N,), 20.0, dtype=torch.float64),
+                 "duration": torch.linspace(2.0, 5.0, N, dtype=torch.float64),
+                 "captions": [["a person walks"]] * N, "actions": [""] * N}
+    # torch.save, not nerm.save_checkpoint: this file is the test's input, not a run's claimed output
+    torch.save({"stage": 1, "model": model.state_dict(), "optimizer": {}, "model_args": asdict(cfg), "args": {},
+                "step": 0, "history": [], "skeleton": data.skeleton_to_dict(data.SMPL22), "sequences": sequences}, path)
+
+
+def test_train_diffusion_standardises_by_the_posterior_draws(tmp_path):
+    """train_diffusion.py's z_mean / z_std, from a variational stage-1 checkpoint with known mu and logvar, against
+    numpy: z_mean = the per-dimension mean of mu, z_std^2 = the mean squared deviation of mu from it plus the
+    mean posterior variance mean(exp(logvar)) (the draws mu + exp(logvar / 2) eps it trains on). exp(logvar)
+    spans 0.05 .. 1, so passing exp(logvar) or logvar itself as sigma, or no sigma, is far off. (How
+    set_latent_stats combines them is test_latent_stats_include_the_posterior_spread; this is what reaches it.)"""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(12, 8, generator=g) * 0.5 + torch.linspace(-1, 1, 8)
+    logvar = torch.rand(12, 8, generator=g) * 3 - 3
+    stage1_checkpoint(str(tmp_path / "inr.pt"), mu, logvar)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train_diffusion.py")
+    r = subprocess.run([sys.executable, script, "--inr", str(tmp_path / "inr.pt"), "--out", str(tmp_path / "d.pt"),
+                        "--cond", "none", "--steps", "1", "--batch", "4", "--d-model", "32", "--layers", "1",
+                        "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    state = torch.load(tmp_path / "d.pt", weights_only=True)["model"]
+    m, lv = mu.double().numpy(), logvar.double().numpy()
+    var = ((m - m.mean(0)) ** 2).mean() + np.exp(lv).mean()
+    np.testing.assert_allclose(state["z_mean"].numpy(), m.mean(0), rtol=1e-5, atol=1e-6)
+    assert state["z_std"].item() == pytest.approx(np.sqrt(var), rel=1e-5)

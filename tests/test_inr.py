@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import data
 import nerm
 
 
@@ -356,3 +357,97 @@ def test_decode_counts_frames_as_its_callers_do():
                 assert nerm.decode(dec, z, fps, seconds, row=4096).shape[1] == nerm.num_frames(fps, seconds)
                 assert nerm.decode(dec, z, fps, torch.tensor([seconds], dtype=torch.float64),
                                    row=4096).shape[1] == nerm.num_frames(fps, seconds)
+
+
+# ---- the codebook time encoding, the clip sampler's durations, latent inference under the prior ----------------
+
+
+def test_codebook_attention_is_written_out_softmax_attention():
+    """time_enc="codebook": [fourier, softmax(q K^T / sqrt(Cd)) V], q = W_q fourier + b_q (one row per timestamp),
+    K = C W_k^T, V = C W_v^T for the C codebook vectors, the softmax over the codebook entries. Recomputed here in
+    numpy from the module's own parameters; the fourier part is the closed form of fourier_reference. The query
+    is scaled up so the attention is neither uniform nor one-hot: a missing 1/sqrt(Cd), a softmax over the
+    timestamps instead of the entries, or an added residual each move the result."""
+    torch.manual_seed(0)
+    cfg = nerm.INRConfig(time_enc="codebook", codebook_size=12, codebook_dim=6)
+    enc = nerm.TimeEncoding(cfg).double()
+    with torch.no_grad():
+        enc.query.weight.mul_(15.0)
+    g = torch.Generator().manual_seed(2)
+    dur = torch.tensor([1.5, 4.0, 9.0], dtype=torch.float64)
+    t = torch.rand(3, 11, generator=g, dtype=torch.float64) * dur[:, None]
+    fps = torch.tensor([20.0, 60.0, 120.0], dtype=torch.float64)
+    with torch.no_grad():
+        got = encode(enc, t, dur, fps).numpy()                                   # (B, M, F + Cd)
+    fourier = fourier_reference(t, dur, fps, True, False, max_hz=cfg.max_hz)     # (B, M, F)
+    F_ = fourier.shape[-1]
+    np.testing.assert_allclose(got[..., :F_], fourier, rtol=0, atol=1e-5)
+    P = {k: v.detach().numpy() for k, v in enc.named_parameters()}
+    q = fourier @ P["query.weight"].T + P["query.bias"]                         # (B, M, Cd)
+    keys, values = P["codebook"] @ P["key.weight"].T, P["codebook"] @ P["value.weight"].T   # (C, Cd)
+    scores = q @ keys.T / np.sqrt(cfg.codebook_dim)                             # (B, M, C)
+    w = np.exp(scores - scores.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)                                               # over the C entries
+    top = w.max(-1)
+    assert 0.2 < top.mean() < 0.9, top.mean()                                   # a real mixture of entries
+    np.testing.assert_allclose(got[..., F_:], w @ values, rtol=0, atol=1e-5)
+
+
+def test_clip_sampler_duration_is_the_datasets_and_bounds_every_clip():
+    """ClipSampler.duration (what train_inr.py hands the decoder as each clip's sequence duration) is
+    MotionSet.durations(), (T_i - 1) / fps_i, for sequences of different rates and lengths (one shorter than
+    a clip); every clip time lies in [0, duration], and the clips that end on the last frame reach it exactly."""
+    lengths, natives = [25, 9, 13, 3, 241], [60.0, 20.0, 30.0, 50.0, 120.0]
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((n, 3)).astype(np.float32) for n in lengths]
+    ms = data.MotionSet([f"s{i}" for i in range(5)], feats, np.array(natives), [[""]] * 5, [""] * 5, data.SMPL22)
+    want = np.array([(n - 1) / f for n, f in zip(lengths, natives)])            # 0.4, 0.4, 0.4, 0.04, 2.0 s
+    np.testing.assert_array_equal(ms.durations(), want)
+    cs = data.ClipSampler(ms, np.zeros(3), np.ones(3))
+    np.testing.assert_array_equal(cs.duration.numpy(), want.astype(np.float32))
+    idx = torch.arange(5).repeat(400)
+    _, t, _, _ = cs.sample(idx, 4, generator=torch.Generator().manual_seed(0))
+    dur = cs.duration[idx, None]
+    assert t.min() == 0 and (t <= dur * (1 + 1e-6)).all()
+    last = torch.zeros(5).scatter_reduce(0, idx, t.amax(1), "amax")             # the latest time of each sequence
+    torch.testing.assert_close(last, cs.duration, rtol=1e-6, atol=0)
+
+
+class LinearDecoder(torch.nn.Module):
+    """x_hat(z, t) = (1 + t) W z at every timestamp: a decoder linear in z, so the fit under the prior has a
+    closed form. It carries what fit_latents reads of an INRDecoder: cfg, the buffer mean, parameters."""
+
+    def __init__(self, cfg, W):
+        super().__init__()
+        self.cfg = cfg
+        self.W = torch.nn.Parameter(W)                                         # (D, Z)
+        self.register_buffer("mean", torch.zeros(W.shape[0]))
+
+    def forward(self, z, t, duration, fps):
+        return (1 + t)[..., None] * (z @ self.W.T)[:, None, :]                 # (B, M, D)
+
+
+def test_fit_latents_shrinks_as_the_prior_weight_says():
+    """fit_latents minimizes, per sequence, the training loss ||x_hat - x||^2 / (M D) + lambda_KL / (M D) ||z||^2 / 2
+    (NeRM.forward's weighting). For x_hat_m = a_m W z (a_m = 1 + t_m) its minimum solves
+    (sum_m a_m^2 W^T W + lambda_KL / 2 I) z = W^T sum_m a_m x_m: with lambda_KL comparable to sum a^2 W^T W, the
+    fitted z lies well inside the least-squares one. A prior weighted without 1/(M D), without the 1/2, or
+    none at all misses this closed form."""
+    torch.manual_seed(0)
+    D, Z, M = 6, 4, 10
+    W = torch.randn(D, Z, dtype=torch.float64)
+    t = torch.rand(2, M, dtype=torch.float64) * 2
+    z_true, noise = torch.randn(2, Z, dtype=torch.float64), 0.3 * torch.randn(2, M, D, dtype=torch.float64)
+    x = (1 + t)[..., None] * (z_true @ W.T)[:, None] + noise                    # (B, M, D) targets
+    a2 = ((1 + t) ** 2).sum(1).numpy()                                         # (2,) sum_m a_m^2
+    WtW = (W.T @ W).numpy()
+    lam = 2.0 * a2.mean() * np.trace(WtW) / Z                                   # halves a typical direction
+    dec = LinearDecoder(nerm.INRConfig(latent_dim=Z, kl_weight=lam), W.float())
+    clip = lambda: (torch.tensor([0, 1]), t.float(), torch.ones(2), torch.full((2,), 20.0), x.float())  # noqa: E731
+    z = nerm.fit_latents(dec, clip, 2, steps=300, lr=0.05).double().numpy()
+    rhs = np.einsum("dz,bmd,bm->bz", W.numpy(), x.numpy(), (1 + t).numpy())     # W^T sum_m a_m x_m
+    want = np.stack([np.linalg.solve(a2[b] * WtW + lam / 2 * np.eye(Z), rhs[b]) for b in range(2)])
+    least_squares = np.stack([np.linalg.solve(a2[b] * WtW, rhs[b]) for b in range(2)])
+    assert (np.linalg.norm(want, axis=1) < 0.8 * np.linalg.norm(least_squares, axis=1)).all()  # the prior matters
+    np.testing.assert_allclose(z, want, rtol=0, atol=1e-4 * np.abs(want).max())
+    assert dec.W.requires_grad

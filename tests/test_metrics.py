@@ -190,3 +190,34 @@ def test_t_quantiles_match_scipy():
     from eval import T975
     for df, t in enumerate(T975, 1):
         assert t == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4), df
+
+
+# ---- the framerate table's mean joint acceleration ----
+
+def test_mean_acceleration_of_sinusoids_is_the_closed_form():
+    """eval.mean_acceleration: the mean over clips, frames and joints of the norm of each root-relative joint's
+    acceleration, by second differences at the rate. Joint j moving along a unit direction u_j as
+    A_j u_j sin(w t + phi_j) has the second difference -(2 sin(w h / 2) / h)^2 A_j u_j sin(w t + phi_j) exactly
+    (h = 1 / rate), whose norm is w^2 A_j |sin(w t + phi_j)| times the discretization factor
+    sinc^2 = (sin(w h / 2) / (w h / 2))^2, within (w h)^2 / 12 of 1. The directions are oblique, so a norm over
+    the wrong axis, a mean of |components| or a sum instead of a mean is far off; the factor separates the rates."""
+    from eval import mean_acceleration
+    import data
+    rng = np.random.default_rng(0)
+    K, m, J1, w = 5, 40, 21, 2 * math.pi * 3.0                    # 3 Hz
+    A = rng.uniform(0.05, 0.3, J1)                                # m
+    u = rng.standard_normal((J1, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    phi = rng.uniform(0, 2 * math.pi, (K, 1, J1))
+    for rate in (20.0, 60.0, 120.0):
+        h = 1 / rate
+        t = (np.arange(m) * h)[None, :, None] + rng.uniform(0, 1, (K, 1, 1))      # (K, m, 1) each clip its own start
+        ric = A * np.sin(w * t + phi)                             # (K, m, J-1) distance along u_j
+        clips = rng.standard_normal((K, m, 263))                  # other channels: never read
+        clips[..., data.feature_slices(data.SMPL22)["ric"]] = (ric[..., None] * u).reshape(K, m, 3 * J1)
+        sinc2 = (math.sin(w * h / 2) / (w * h / 2)) ** 2
+        assert 1 - (w * h) ** 2 / 12 <= sinc2 <= 1
+        want = (w ** 2 * sinc2 * A * np.abs(np.sin(w * t[:, 1:-1] + phi))).mean()  # at the middle frames 1 .. m-2
+        assert mean_acceleration(clips, rate, data.SMPL22) == pytest.approx(want, rel=1e-9), rate
+        if rate == 20.0:                                          # 3 Hz at 20 fps: 7% below the true acceleration
+            assert sinc2 == pytest.approx(0.9281, abs=1e-4)

@@ -180,3 +180,45 @@ def test_fit_refuses_bad_joint_files_and_writes_nothing(ckpts, tmp_path):
                 str(tmp_path / "out"), "--no-preview", "--device", "cpu")
         assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
     assert not (tmp_path / "out").exists()
+
+
+def test_fit_target_is_the_motion_in_per_second_units_on_its_frame_grid(tmp_path, monkeypatch):
+    """sample.fit_joints hands fit_latents one clip: row r of the features of the (T, 22, 3) joints at time r / fit_fps,
+    r = 0 .. T-2, the sequence's duration (T - 2) / fit_fps, the rate fit_fps, and the target in the decoder's
+    normalized units: per-frame velocity channels (root angular and linear velocity [0:3], joint velocities
+    [193:259]) times fit_fps, then (x - mean) / std. Checked here against that arithmetic written out, with
+    fit_latents replaced by a recorder; a dropped or inverted unit conversion, a linspace time grid or a duration
+    of T - 1 rows fails."""
+    import torch
+    import nerm
+    import sample
+    fit_fps = 30.0
+    low = synthetic.generate_motions(3, seed=5)[0]
+    joints = data.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], fit_fps).reshape(-1, 22, 3)[:40]
+    np.save(tmp_path / "low.npy", joints)
+    torch.manual_seed(0)
+    dec = nerm.INRDecoder(nerm.INRConfig(latent_dim=8, hidden=16, n_blocks=1, time_enc="sinusoidal")).eval()
+    dec.mean.copy_(torch.randn(263))
+    dec.std.copy_(torch.rand(263) + 0.5)
+    seen = []
+
+    def recorder(decoder, sample_clip, n, **kw):
+        seen.append((decoder, n, sample_clip()))
+        return torch.full((n, 8), 0.25)
+
+    monkeypatch.setattr(nerm, "fit_latents", recorder)
+    z, seconds = sample.fit_joints(dec, data.SMPL22, str(tmp_path / "low.npy"), fit_fps)
+    (decoder, n, (k, t, dur, fps, x)), = seen
+    assert decoder is dec and n == 1 and torch.equal(z, torch.full((8,), 0.25))
+    T = len(joints)
+    assert seconds == pytest.approx((T - 2) / fit_fps, rel=1e-12)
+    assert k.tolist() == [0] and dur.tolist() == pytest.approx([(T - 2) / fit_fps]) and fps.tolist() == [fit_fps]
+    np.testing.assert_allclose(t.double().numpy(), np.arange(T - 1)[None] / fit_fps, rtol=1e-6)
+    per_frame = data.joints_to_features(joints, data.SMPL22, fps=fit_fps, hml3d_frame0=False).astype(np.float64)
+    rates = np.r_[0:3, 4 + 9 * 21:4 + 9 * 21 + 3 * 22]                 # root velocities, joint velocities
+    assert np.abs(per_frame[:, rates]).max() > 1e-3                      # the motion moves: the rates matter
+    per_second = per_frame.copy()
+    per_second[:, rates] *= fit_fps
+    want = (per_second - dec.mean.double().numpy()) / dec.std.double().numpy()
+    assert x.shape == (1, T - 1, 263)
+    np.testing.assert_allclose(x[0].double().numpy(), want, rtol=1e-5, atol=1e-5)
