@@ -34,25 +34,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import data
+import guard
 import nerm
 
 ROOT = os.path.dirname(os.path.abspath(__file__))   # where the scripts are
+Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart", "ablations"],
                     help="one section only (quickstart and ablations are never part of 'all': they train models)")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
-parser.add_argument("--json", default="runs/bench.json", help="where to write the figures")
-parser.add_argument("--batch", type=int, default=32, help="sequences per training step")
-parser.add_argument("--seconds", type=float, default=10.0, help="sequence duration for the frame-space model")
-parser.add_argument("--hidden", type=int, default=nerm.INRConfig.hidden, help="NeRM decoder width (the trained model's)")
-parser.add_argument("--blocks", type=int, default=nerm.INRConfig.n_blocks, help="NeRM residual blocks (the trained model's)")
-parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure")
-parser.add_argument("--diffusion", default="runs/diffusion.pt",
+parser.add_argument("--device", type=guard.device, default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+parser.add_argument("--json", type=Path("any"), default="runs/bench.json", help="where to write the figures")
+parser.add_argument("--force", action="store_true", help="replace a --json file that nerm wrote")
+parser.add_argument("--batch", type=Int(1, 4096), default=32, help="sequences per training step")
+parser.add_argument("--seconds", type=Float(0, 600, open=True), default=10.0, help="sequence duration for the frame-space model")
+parser.add_argument("--hidden", type=Int(1, 8192), default=nerm.INRConfig.hidden, help="NeRM decoder width (the trained model's)")
+parser.add_argument("--blocks", type=Int(0, 64), default=nerm.INRConfig.n_blocks, help="NeRM residual blocks (the trained model's)")
+parser.add_argument("--repeats", type=Int(1, 1000), default=5, help="timed repetitions per figure")
+parser.add_argument("--diffusion", type=Path("any"), default="runs/diffusion.pt",
                     help="stage-2 checkpoint for the sampling section (random weights when absent)")
-parser.add_argument("--data", default="synthetic", help="ablations: the dataset to train and evaluate on")
-parser.add_argument("--data-dir", default=None, help="ablations: its directory (default: data/<name>)")
-parser.add_argument("--ablation-steps", type=int, default=3000, help="ablations: training steps of each variant")
-parser.add_argument("--ablation-dir", default="runs/ablations",
+parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
+                    help="ablations: the dataset to train and evaluate on")
+parser.add_argument("--data-dir", type=Path("any"), default=None, help="ablations: its directory (default: data/<name>)")
+parser.add_argument("--ablation-steps", type=Int(1, 10**7), default=3000, help="ablations: training steps of each variant")
+parser.add_argument("--ablation-dir", type=Path("any"), default="runs/ablations",
                     help="ablations: where the checkpoints and eval.json go (finished variants are kept: a rerun resumes)")
 
 
@@ -222,20 +226,15 @@ def bench_sample(args, results):
     """Seconds per sentence (batch 1) for a 10 s, 120 fps motion: DDPM-1000 and DDIM-50, denoising vs decoding."""
     dev, text, seconds, fps = args.device, "a person walks to the right slowly", 10.0, 120.0
     if os.path.exists(args.diffusion):
-        ckpt = nerm.load_checkpoint(args.diffusion, stage=2)
-        model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"]))
-        model.load_state_dict(ckpt["model"])
-        payload, source = ckpt["inr"], f"trained weights from {args.diffusion}"
+        model, decoder, ckpt = nerm.load_diffusion(args.diffusion, dev)
+        skeleton, source = ckpt["inr"]["skeleton"], f"trained weights from {args.diffusion}"
     else:
         vocab = nerm.Vocab.build([text, "someone jumps twice", "a man waves his hand"])
-        model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list()))
+        model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list())).to(dev).eval()
         cfg = nerm.INRConfig(feature_dim=263, hidden=args.hidden, n_blocks=args.blocks)
-        payload = {"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict(),
-                   "skeleton": data.skeleton_to_dict(data.SMPL22)}
-        source = f"random weights ({args.diffusion} not found)"
-    model = model.to(dev).eval()
-    decoder = nerm.load_decoder(payload, dev)
-    compiled, skeleton = nerm.compile_decoder(decoder), data.resolve_skeleton(payload["skeleton"])
+        decoder = nerm.load_decoder({"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict()}, dev)
+        skeleton, source = data.skeleton_to_dict(data.SMPL22), f"random weights ({args.diffusion} not found)"
+    compiled, skeleton = nerm.compile_decoder(decoder), data.resolve_skeleton(skeleton)
 
     def motion(z):  # what sample.py does with a latent: decode, velocities per frame, joints
         x = nerm.decode(decoder, z[None], fps, seconds)[0].cpu().numpy()
@@ -394,7 +393,7 @@ def bench_ablations(args, results):
         run_script(*cmd)
         print(f"  {name}: {time.time() - t1:.0f} s", flush=True)
     t1, out = time.time(), os.path.join(args.ablation_dir, "eval.json")
-    cmd = ["eval.py", *data_flags, "--mre", *paths.values(), "--clip-fid", *paths.values(), "--json", out]
+    cmd = ["eval.py", *data_flags, "--mre", *paths.values(), "--clip-fid", *paths.values(), "--json", out, "--force"]
     print("$ python " + " ".join(cmd), flush=True)
     run_script(*cmd)
     with open(out) as f:
@@ -440,7 +439,9 @@ def bench_ablations(args, results):
 
 
 if __name__ == "__main__":
+    guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
+    guard.claim(args.json, force=args.force, inputs=[args.diffusion])   # before any minutes of work
     torch.manual_seed(0)
     results = {"machine": machine(), "device": args.device}
     if args.only in ("all", "decode"):
@@ -452,11 +453,6 @@ if __name__ == "__main__":
     if args.only == "quickstart":
         bench_quickstart(args, results)
     if args.only == "ablations":
-        try:
-            bench_ablations(args, results)
-        except nerm.CheckpointError as e:
-            sys.exit(f"error: {e}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+        bench_ablations(args, results)
+    guard.write_text(args.json, json.dumps(results, indent=1))
     print(f"\nwrote {args.json}")

@@ -19,7 +19,6 @@ The paper's stage-1 ablations (six trainings, then --mre and --clip-fid): python
 import argparse
 import json
 import os
-import sys
 import time
 from collections import defaultdict, namedtuple
 
@@ -29,32 +28,35 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import data
+import guard
 import nerm
 
+Int, Float, Path, Text = guard.Int, guard.Float, guard.Path, guard.Text   # each flag's type states its range
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--ckpt", nargs="+", default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
-parser.add_argument("--mre", nargs="+", default=None, help="stage-1 checkpoints: MRE at each fps (no T2M table then)")
-parser.add_argument("--clip-fid", nargs="+", default=None, help="stage-1 or stage-2 checkpoints: the framerate table, detail-FD and clip-FID at each fps (no T2M table then)")
+parser.add_argument("--ckpt", nargs="+", type=Path("file"), default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
+parser.add_argument("--mre", nargs="+", type=Path("file"), default=None, help="stage-1 checkpoints: MRE at each fps (no T2M table then)")
+parser.add_argument("--clip-fid", nargs="+", type=Path("file"), default=None, help="stage-1 or stage-2 checkpoints: the framerate table, detail-FD and clip-FID at each fps (no T2M table then)")
 parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
                     help="dataset the checkpoints were trained on (--mre reads it from each checkpoint)")
-parser.add_argument("--data-dir", default=None, help="dataset directory (default: data/<name>)")
-parser.add_argument("--evaluator", default=None, help="evaluator file (default: runs/evaluator_<data>.pt, trained if absent)")
-parser.add_argument("--clip-evaluator", default=None, help="clip-FID encoders (default: runs/clip_evaluator_<data>.pt)")
+parser.add_argument("--data-dir", type=Path("any"), default=None, help="dataset directory (default: data/<name>)")
+parser.add_argument("--evaluator", type=Path("any"), default=None, help="evaluator file (default: runs/evaluator_<data>.pt, trained if absent)")
+parser.add_argument("--clip-evaluator", type=Path("any"), default=None, help="clip-FID encoders (default: runs/clip_evaluator_<data>.pt)")
 parser.add_argument("--retrain-evaluator", action="store_true", help="train the evaluators again even if their files exist")
-parser.add_argument("--evaluator-steps", type=int, default=600, help="training steps of the text/motion evaluator")
-parser.add_argument("--reps", type=int, default=3, help="R: replications per figure (paper: 20)")
-parser.add_argument("--mm-texts", type=int, default=10, help="MModality: captions (paper: 100)")
-parser.add_argument("--mm-samples", type=int, default=30, help="MModality: samples per caption or action (paper: 30)")
-parser.add_argument("--guidance", type=float, default=nerm.GUIDANCE, help="classifier-free guidance scale")
+parser.add_argument("--evaluator-steps", type=Int(1, 10**6), default=600, help="training steps of the text/motion evaluator")
+parser.add_argument("--reps", type=Int(1, 1000), default=3, help="R: replications per figure (paper: 20)")
+parser.add_argument("--mm-texts", type=Int(1, 10**4), default=10, help="MModality: captions (paper: 100)")
+parser.add_argument("--mm-samples", type=Int(20, 10**4), default=30, help="MModality: samples per caption or action, at least 20 (paper: 30)")
+parser.add_argument("--guidance", type=Float(-1e3, 1e3), default=nerm.GUIDANCE, help="classifier-free guidance scale")
 parser.add_argument("--split", default="test", choices=["test", "val"],
                     help="the T2M table's held-out split: test (the T2M protocol), or val to choose a setting such as "
                          "--guidance without looking at test (the detail columns' reference is then the test split)")
-parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
-parser.add_argument("--actions", default=None, help="with --mre: only val sequences of these actions (comma-separated)")
-parser.add_argument("--max-seqs", type=int, default=64, help="with --mre: at most this many val sequences")
-parser.add_argument("--clips-per-seq", type=int, default=16, help="the framerate table: clips cut from each sequence")
-parser.add_argument("--json", default=None, help="also write the figures (every replication, mean, CI) to this JSON file")
-parser.add_argument("--seed", type=int, default=0, help="random seed")
+parser.add_argument("--steps", type=Int(1, 1000), default=50, help="DDIM steps (at most the model's diffusion steps)")
+parser.add_argument("--actions", type=Text(), default=None, help="with --mre: only val sequences of these actions (comma-separated)")
+parser.add_argument("--max-seqs", type=Int(1, 10**5), default=64, help="with --mre: at most this many val sequences")
+parser.add_argument("--clips-per-seq", type=Int(1, 10**4), default=16, help="the framerate table: clips cut from each sequence")
+parser.add_argument("--json", type=Path("any"), default=None, help="also write the figures (every replication, mean, CI) to this JSON file")
+parser.add_argument("--force", action="store_true", help="replace a --json file (or, with --retrain-evaluator, an evaluator file) that nerm wrote")
+parser.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="random seed")
 EVAL_FPS = (20, 40, 60, 100, 120)  # the paper's framerate columns
 EVAL_RATE, MAX_FRAMES = 20.0, 196   # the standard evaluators see 20 fps, at most 196 frames
 CLIP_M = 32                         # clip-FID: frames per clip at every rate, as the INR's training clips
@@ -76,10 +78,8 @@ Stage2 = namedtuple("Stage2", "ckpt model decoder")   # a stage-2 checkpoint, it
 
 
 def load_stage2(path):
-    ckpt = nerm.load_checkpoint(path, stage=2)
-    model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).eval()
-    model.load_state_dict(ckpt["model"])
-    return Stage2(ckpt, model, nerm.load_decoder(ckpt["inr"]))
+    model, decoder, ckpt = nerm.load_diffusion(path)
+    return Stage2(ckpt, model, decoder)
 
 
 def sample_latents(gen, conds, durations, args, g, chunk=256):
@@ -400,6 +400,7 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
     if payload is None:
         t0 = time.time()
         print(f"training the {'clip-FID encoders' if clip else 'evaluator'} on {len(train)} real train motions ...")
+        guard.claim(path, force=args.retrain_evaluator, remedy="pass --retrain-evaluator to replace it")
         payload = train_clip_encoders(train, EVAL_FPS, seed=args.seed) if clip else \
             train_evaluator(train, args.evaluator_steps, args.seed)
         nerm.save_checkpoint(payload, path)
@@ -647,8 +648,6 @@ def replications(ev, test, refs, cond, args, gen=None, val=None):
 def t2m_tables(args):
     """The text->motion (action->motion, unconditional) table of each kind of stage-2 checkpoint, with a Real row."""
     gens = [(path, load_stage2(path)) for path in args.ckpt]   # a broken checkpoint fails before any work
-    if args.mm_samples < 20 or args.reps < 1:
-        raise data.DataError("--mm-samples must be at least 20 (MModality pairs) and --reps at least 1")
     other = "val" if args.split == "test" else "test"    # the detail columns' real reference
     train = load_split(args.data, args.data_dir, "train")
     held, ref_set = load_split(args.data, args.data_dir, args.split), load_split(args.data, args.data_dir, other)
@@ -801,23 +800,19 @@ def clip_fid_table(args):
 
 
 if __name__ == "__main__":
+    guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
     t0, results = time.time(), {}
-    try:
-        for path in (args.mre or []) + (args.clip_fid or []) + ([] if args.mre or args.clip_fid else args.ckpt):
-            if not os.path.exists(path):                         # before any minutes of work
-                raise nerm.CheckpointError(f"checkpoint {path} not found")
-        if args.mre:
-            results["mre"] = mre_table(args)
-        if args.clip_fid:
-            results.update(clip_fid_table(args))
-        if not (args.mre or args.clip_fid):
-            results["t2m"] = t2m_tables(args)
-    except (data.DataError, nerm.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    if args.json:   # claimed before any minutes of work; never one of the files this run reads
+        guard.claim(args.json, force=args.force, inputs=(args.mre or []) + (args.clip_fid or []) + args.ckpt
+                    + [args.data_dir or os.path.join("data", args.data)])
+    if args.mre:
+        results["mre"] = mre_table(args)
+    if args.clip_fid:
+        results.update(clip_fid_table(args))
+    if not (args.mre or args.clip_fid):
+        results["t2m"] = t2m_tables(args)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        guard.write_text(args.json, json.dumps(results, indent=1))
         print(f"\nwrote {args.json}")
     print(f"\n{time.time() - t0:.0f} s")

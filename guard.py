@@ -144,23 +144,26 @@ def recorded(path):
     return True
 
 
-def _check(path, force):
+def _check(path, force, remedy="pass --force to replace it, or choose another path"):
     """The replacement rule: an existing path only with force, and only what nerm wrote (or this run)."""
     if not os.path.lexists(path) or path in _written:
         return
     if not force:
-        raise OutputError(f"{path} already exists: pass --force to replace it, or choose another path")
+        raise OutputError(f"{path} already exists: {remedy}")
     if not recorded(path):
         raise OutputError(f"{path} was not written by nerm (it is not in {MANIFEST} beside it, or holds other "
                           f"files): --force only replaces what nerm wrote. Move it away yourself, or choose another path")
 
 
-def claim(path, force=False, inputs=(), into=False):
+def claim(path, force=False, inputs=(), into=False, remedy="pass --force to replace it, or choose another path",
+          resumed=False):
     """Make path an output of this run, before any work; returns its absolute path. Takes a lock on it (a
     second run that claims it fails at once), removes the debris of killed runs beside it, and checks the rules:
     an existing path only with force and only if nerm wrote it; never one of inputs (files or folders this
     command reads) nor a folder holding one. into: path is a folder that files are written into (sample.py's
-    --out): it may exist, and each file in it is checked by check() and write()."""
+    --out): it may exist (it is made at the first write), and each file in it is checked by check() and write(). remedy: what the error for an
+    existing path tells the user to do. resumed: the caller has loaded path as its own kind of file to
+    continue it (--resume), which shows nerm wrote it."""
     path = os.path.abspath(path)
     if path in _claims:
         return path
@@ -173,17 +176,18 @@ def claim(path, force=False, inputs=(), into=False):
         os.makedirs(folder, exist_ok=True)
         lock = _lock(path)
         _clean(folder)
-        if into:
-            os.makedirs(path, exist_ok=True)
+        if into and os.path.isdir(path):
             _clean(path)
     except OSError as e:
         raise OutputError(f"cannot write in {e.filename or folder}: {e.strerror or e}") from None
     _claims[path] = (force, *lock)
+    if resumed:
+        _written.add(path)
     if into:
-        if os.path.islink(path) or not os.path.isdir(path):
+        if os.path.lexists(path) and not os.path.isdir(path):
             raise OutputError(f"{path} is not a folder")
     else:
-        _check(path, force)
+        _check(path, force, remedy)
     return path
 
 
@@ -240,6 +244,7 @@ def write(path, fill):
     force, folder = _rule(path), os.path.dirname(path)
     tmp = _temp(path, "tmp")
     try:
+        os.makedirs(folder, exist_ok=True)   # a folder claimed with into=True is made at its first file
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666))
         fill(tmp)
         fd = os.open(tmp, os.O_RDONLY | _NOFOLLOW)
@@ -256,6 +261,14 @@ def write(path, fill):
         raise
     _written.add(path)
     return path
+
+
+def write_text(path, text):
+    """write() of a UTF-8 text file (a JSON report)."""
+    def fill(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write(path, fill)
 
 
 class Folder:
@@ -378,7 +391,7 @@ class Text:
 
 
 class Path:
-    """A path: kind 'file' or 'folder' must exist as one; 'out' is anything a run may claim (checked then)."""
+    """A path: kind 'file' or 'folder' must exist as one; 'any' may not exist yet (an output, checked by claim)."""
 
     def __init__(self, kind):
         self.kind = kind

@@ -16,7 +16,6 @@ Shape letters, used in every comment below:
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 
 import torch
@@ -54,6 +53,26 @@ class INRConfig:
     init_logvar: float = -4.0     # start with small posterior noise so the decoder can learn first
     time_norm: bool = True        # time divided by the sequence's duration (paper's "time normalization")
     max_fps: float = 120.0        # the highest clip rate seen in training: a higher request is told this one
+
+    def __post_init__(self):
+        check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),
+                     n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), acc_weight=(0, 1e6),
+                     codebook_size=(1, 4096), codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
+                     max_fps=(1, 1000), time_enc=("none", "sinusoidal", "codebook"), activation=("relu", "silu"))
+
+
+def check_config(cfg, **limits):
+    """Every field of a model config in its range (lo, hi) or among its choices, whether it came from flags or
+    from a checkpoint: one guard.UserError before anything is built (a width of 0 or 10^5 blocks never starts)."""
+    for name, rule in limits.items():
+        v = getattr(cfg, name)
+        if isinstance(rule[0], str):
+            ok = v in rule
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and rule[0] <= v <= rule[1]
+        if not ok:
+            raise guard.UserError(f"model setting {name} = {v!r}: expected "
+                                  + (" | ".join(rule) if isinstance(rule[0], str) else f"{rule[0]:g} to {rule[1]:g}"))
 
 
 class TimeEncoding(nn.Module):
@@ -486,6 +505,15 @@ class DiffusionConfig:
     cond_drop: float = 0.1     # probability of training on the null condition (classifier-free guidance)
     dropout: float = 0.1
 
+    def __post_init__(self):
+        check_config(self, latent_dim=(1, 4096), num_actions=(0, 10**5), d_model=(1, 4096), n_layers=(1, 64),
+                     n_heads=(1, 64), latent_tokens=(1, 256), text_layers=(1, 16), max_words=(1, 1024),
+                     timesteps=(2, 10**4), beta1=(1e-8, 0.5), beta2=(1e-8, 0.5), cond_drop=(0, 0.99),
+                     dropout=(0, 0.99), cond=("text", "action", "none"))
+        if self.d_model % self.n_heads or self.beta1 >= self.beta2:
+            raise guard.UserError(f"model settings: d_model {self.d_model} must be a multiple of n_heads "
+                                  f"{self.n_heads}, and beta1 {self.beta1:g} below beta2 {self.beta2:g}")
+
     @property
     def vocab_size(self):
         return len(self.vocab)
@@ -633,19 +661,9 @@ class CheckpointError(guard.UserError):
 
 
 def save_checkpoint(obj, path):
-    """torch.save to a temp file of this process's own, then rename: a crash never leaves a half-written
-    checkpoint, and two runs writing the same path never share a temp file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """torch.save through guard.write: a temp file beside path, then one rename (a crash never leaves a half-written
+    checkpoint); path must have been claimed by the script (guard.claim)."""
+    guard.write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_file(path, what="nerm checkpoint"):
@@ -664,6 +682,12 @@ def load_checkpoint(path, stage):
     if not isinstance(ckpt, dict) or ckpt.get("stage") != stage:
         found = ckpt.get("stage") if isinstance(ckpt, dict) else None
         raise CheckpointError(f"{path}: expected a stage-{stage} checkpoint, found {found or 'something else'}")
+    need = ("model", "model_args", "optimizer", "args", "step") + (("sequences", "skeleton") if stage == 1 else ("inr", "actions"))
+    missing = [k for k in need if k not in ckpt]
+    if stage == 1 and not missing:
+        missing = [k for k in ("names", "fps", "duration", "captions", "actions") if k not in ckpt["sequences"]]
+    if missing:
+        raise CheckpointError(f"{path}: a damaged or foreign stage-{stage} checkpoint (no {', '.join(missing)})")
     return ckpt
 
 
@@ -682,6 +706,23 @@ def load_decoder(payload, device="cpu"):
     decoder = INRDecoder(INRConfig(**payload["model_args"])).to(device).eval()
     decoder.load_state_dict(payload["decoder"])
     return decoder
+
+
+def load_diffusion(path, device="cpu"):
+    """(LatentDiffusion in eval mode, its stage-1 INRDecoder, the checkpoint dict) of a stage-2 checkpoint, as
+    sample.py, eval.py and bench.py use it. Anything missing, foreign or of the wrong shape in it is one
+    CheckpointError naming the file (load_state_dict is strict: every weight present, each of its shape)."""
+    ckpt = load_checkpoint(path, stage=2)
+    try:
+        model = LatentDiffusion(DiffusionConfig(**ckpt["model_args"])).to(device).eval()
+        model.load_state_dict(ckpt["model"])
+        decoder = load_decoder(ckpt["inr"], device)
+        if not isinstance(ckpt["actions"], list) or len(ckpt["actions"]) < model.config.num_actions:
+            raise KeyError("actions")
+    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError, AttributeError, guard.UserError) as e:
+        raise CheckpointError(f"{path}: a damaged or foreign stage-2 checkpoint "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    return model, decoder, ckpt
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ the checkpoint carries: SMPL's 22 joints and 263 for the embedded data and Human
 for a model trained on BVH files (train_inr.py --data bvh). Existing files are never overwritten without --force.
 """
 import argparse
+import importlib.util
 import os
-import re
 import sys
 
 import numpy as np
@@ -29,34 +29,36 @@ import torch
 
 import bvh
 import data
+import guard
 import nerm
 
+MAX_FPS, MAX_SECONDS = 480.0, 60.0
+Int, Float, Path, Text = guard.Int, guard.Float, guard.Path, guard.Text   # each flag's type states its range
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--ckpt", default="runs/diffusion.pt", help="stage-2 checkpoint from train_diffusion.py")
-parser.add_argument("--text", action="append", default=[], help="a prompt (repeatable)")
-parser.add_argument("--text-file", default=None, help="a file with one prompt per line")
-parser.add_argument("--action", action="append", default=[], help="an action label (repeatable)")
-parser.add_argument("--fps", type=float, default=20.0, help="output framerate, any value in (0, 480]")
-parser.add_argument("--seconds", type=float, default=4.0, help="duration of each motion, (0, 60]")
-parser.add_argument("--num", type=int, default=1, help="samples per prompt")
-parser.add_argument("--guidance", type=float, default=nerm.GUIDANCE, help="classifier-free guidance scale r (1 = none)")
+parser.add_argument("--ckpt", type=Path("file"), default="runs/diffusion.pt", help="stage-2 checkpoint from train_diffusion.py")
+parser.add_argument("--text", type=Text(), action="append", default=[], help="a prompt (repeatable)")
+parser.add_argument("--text-file", type=Path("file"), default=None, help="a UTF-8 file with one prompt per line")
+parser.add_argument("--action", type=Text(200), action="append", default=[], help="an action label (repeatable)")
+parser.add_argument("--fps", type=Float(0, MAX_FPS, open=True), default=20.0, help="output framerate, any value in (0, 480]")
+parser.add_argument("--seconds", type=Float(0, MAX_SECONDS, open=True), default=4.0, help="duration of each motion, (0, 60]")
+parser.add_argument("--num", type=Int(1, 1000), default=1, help="samples per prompt")
+parser.add_argument("--guidance", type=Float(-1e3, 1e3), default=nerm.GUIDANCE, help="classifier-free guidance scale r (1 = none)")
 parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="ddim: fast, deterministic; ddpm: all 1000 steps")
-parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
-parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same motions")
-parser.add_argument("--out", default="samples", help="output directory")
-parser.add_argument("--fit", default=None,
+parser.add_argument("--steps", type=Int(1, 10**4), default=50, help="DDIM steps (at most the model's diffusion steps)")
+parser.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="random seed: the same seed gives the same motions")
+parser.add_argument("--out", type=Path("any"), default="samples", help="output directory")
+parser.add_argument("--fit", type=Path("file"), default=None,
                     help="(T, J, 3) joints .npy on the checkpoint's skeleton (SMPL: J = 22) to fit a latent to (decoder frozen) and re-decode")
-parser.add_argument("--fit-fps", type=float, default=20.0, help="framerate of the --fit joints")
+parser.add_argument("--fit-fps", type=Float(0, MAX_FPS, open=True), default=20.0, help="framerate of the --fit joints")
 parser.add_argument("--no-preview", action="store_true", help="skip the GIF preview")
-parser.add_argument("--force", action="store_true", help="overwrite files of the same name already in --out")
-parser.add_argument("--plot", default=None,
+parser.add_argument("--force", action="store_true", help="replace files of the same name that nerm wrote in --out (and --plot)")
+parser.add_argument("--plot", type=Path("any"), default=None,
                     help="a PNG of the first sample's joint speeds at --fps and at 20 fps, decoded from the same z (needs matplotlib)")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+parser.add_argument("--device", type=guard.device, default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--compile", action="store_true",
                     help="decode through torch.compile (inductor): a few seconds of compiling per new shape, then ~5%% faster on a CPU")
 parser.add_argument("--dtype", default="fp32", choices=["fp32", "tf32", "bf16"],
                     help="decoder precision: bf16 autocast (CPU or GPU); tf32 matmuls on a CUDA GPU")
-MAX_FPS, MAX_SECONDS = 480.0, 60.0
 
 
 def decode_motion(decoder, z, seconds, fps, skeleton, fast=None, dtype=None):
@@ -85,15 +87,17 @@ def fit_joints(decoder, skeleton, path, fit_fps):
     return z[0], seconds
 
 
+def has_matplotlib():
+    """The GIF preview and --plot need matplotlib (optional): without it the preview is skipped."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def preview(path, joints, fps, title, skeleton=data.SMPL22):
-    """Stick-figure GIF (at most 30 frames per second); silently skipped without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.animation import FuncAnimation, PillowWriter
-    except ImportError:
-        return False
+    """Stick-figure GIF (at most 30 frames per second)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
     step = max(1, int(round(fps / 30)))
     frames = joints[::step]
     fig = plt.figure(figsize=(4, 4))
@@ -113,7 +117,6 @@ def preview(path, joints, fps, title, skeleton=data.SMPL22):
     ax.set_title(title[:40], fontsize=8)
     FuncAnimation(fig, draw, frames=len(frames)).save(path, writer=PillowWriter(fps=fps / step))
     plt.close(fig)
-    return True
 
 
 def plot_rates(path, rates, title):
@@ -139,11 +142,6 @@ def plot_rates(path, rates, title):
     plt.close(fig)
 
 
-def slug(text):
-    """A file name from a prompt: lowercase words joined by _, at most 40 characters."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "prompt"
-
-
 def unique_names(jobs):
     """Make the names of (name, text, action) jobs distinct: a repeated name gets -2, -3 ... so two prompts
     that share their first 40 characters (or differ only in case and punctuation) never overwrite each other."""
@@ -154,31 +152,23 @@ def unique_names(jobs):
     return out
 
 
-def check_args(args, model, actions):
-    """Every user mistake gets one line (raised as DataError); flag ranges go through parser.error."""
-    if not 0 < args.fps <= MAX_FPS:
-        parser.error(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
-    if not 0 < args.seconds <= MAX_SECONDS:
-        parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}], got {args.seconds:g}")
-    if not 0 < args.fit_fps <= MAX_FPS:
-        parser.error(f"--fit-fps must be in (0, {MAX_FPS:g}], got {args.fit_fps:g}")
-    if not -1e3 <= args.guidance <= 1e3:   # also refuses nan and inf
-        parser.error(f"--guidance must be a finite number (1 = no guidance, {nerm.GUIDANCE} the default), got {args.guidance}")
-    if args.num < 1 or not 1 <= args.steps <= model.config.timesteps:
-        parser.error(f"--num must be at least 1 and --steps in 1..{model.config.timesteps}")
-    if args.text_file:
-        try:
-            with open(args.text_file, encoding="utf-8") as f:
-                args.text += [line.strip() for line in f if line.strip()]
-        except FileNotFoundError:
-            raise data.DataError(f"--text-file {args.text_file} not found") from None
-        except (UnicodeDecodeError, IsADirectoryError) as e:
-            raise data.DataError(f"--text-file {args.text_file}: not a UTF-8 text file ({type(e).__name__})") from None
+def read_prompts(path):
+    """The prompts of a --text-file: one per line (UTF-8, a byte-order mark and CRLF line ends are fine)."""
+    lines = [line.strip() for line in data.read_text(path).splitlines()]
+    if not any(lines):
+        raise data.DataError(f"--text-file {path}: no prompt in it (every line is blank)")
+    return [text for text in lines if text]
+
+
+def check_condition(args, model, actions):
+    """The prompts and labels against what this model knows: one line for a mistake, a note for unknown words."""
     cond = model.config.cond
     if args.text and cond != "text":
         raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --action or no condition")
     if args.action and cond != "action":
         raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --text or no condition")
+    if args.steps > model.config.timesteps:
+        raise data.DataError(f"--steps {args.steps}: this model has {model.config.timesteps} diffusion steps")
     for text in args.text:
         words = nerm.Vocab.normalize(text)
         known = [w for w in words if w in model.vocab.index]
@@ -196,49 +186,44 @@ def check_args(args, model, actions):
 
 
 if __name__ == "__main__":
+    guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
-    try:
-        ckpt = nerm.load_checkpoint(args.ckpt, stage=2)
-        model = nerm.LatentDiffusion(nerm.DiffusionConfig(**ckpt["model_args"])).to(args.device).eval()
-        model.load_state_dict(ckpt["model"])
-        check_args(args, model, ckpt["actions"])
-        if args.dtype == "tf32":  # TF32 tensor-core matmuls (GPU only; the CPU ignores the setting)
-            torch.backends.cuda.matmul.allow_tf32 = True
-        dtype = torch.bfloat16 if args.dtype == "bf16" else None
-        decoder = nerm.load_decoder(ckpt["inr"], args.device)
-        # nerm.decode runs the compiled decoder; --fit trains z through the eager one
-        fast = nerm.compile_decoder(decoder) if args.compile else None
-        skeleton = data.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
-        if args.fit:
-            jobs = [("fit", None, None)]
-        elif args.text:
-            jobs = [(slug(t), t, None) for t in args.text]
-        elif args.action:
-            jobs = [(a, None, ckpt["actions"].index(a)) for a in args.action]
-        else:
-            jobs = [("uncond", None, None)]
-        jobs = unique_names(jobs)
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise data.DataError(f"--out {args.out} is a file, not a folder")
-        targets = [os.path.join(args.out, f"{name}_{i}{ext}") for name, _, _ in jobs
-                   for i in range(1 if args.fit else args.num) for ext in (".npy", "_features.npy", ".bvh", ".gif")]
-        taken = [p for p in targets if os.path.exists(p)]
-        if taken and not args.force:
-            raise data.DataError(f"{taken[0]} already exists ({len(taken)} files would be overwritten); "
-                                 f"choose another --out or pass --force")
-        if args.plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise data.DataError("--plot needs matplotlib: pip install matplotlib") from None
-        if args.plot and skeleton.num_joints != 22:
-            raise data.DataError("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
-        fitted = fit_joints(decoder, skeleton, args.fit, args.fit_fps) if args.fit else None
-    except (data.DataError, nerm.CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    os.makedirs(args.out, exist_ok=True)
+    if args.text_file:
+        args.text += read_prompts(args.text_file)
+    if args.plot and not has_matplotlib():
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    model, decoder, ckpt = nerm.load_diffusion(args.ckpt, args.device)
+    check_condition(args, model, ckpt["actions"])
+    skeleton = data.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
+    if args.plot and skeleton.num_joints != 22:
+        raise data.DataError("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
+    # file names: guard.name makes a plain name of a prompt or a label (no folder, no '..'), unique_names keeps
+    # them apart; every target is checked before any work, and written through guard.write
+    if args.fit:
+        jobs = [("fit", None, None)]
+    elif args.text:
+        jobs = [(guard.name(t), t, None) for t in args.text]
+    elif args.action:
+        jobs = [(guard.name(a), None, ckpt["actions"].index(a)) for a in args.action]
+    else:
+        jobs = [("uncond", None, None)]
+    jobs = unique_names(jobs)
+    gif = not args.no_preview and has_matplotlib()
+    guard.claim(args.out, force=args.force, inputs=[args.ckpt, args.fit, args.text_file], into=True)
+    if args.plot:
+        guard.claim(args.plot, force=args.force, inputs=[args.ckpt, args.fit, args.text_file, args.out])
+    exts = (".npy", "_features.npy", ".bvh") + ((".gif",) if gif else ())
+    for name, _, _ in jobs:
+        for i in range(1 if args.fit else args.num):
+            for ext in exts:
+                guard.check(os.path.join(args.out, f"{name}_{i}{ext}"))
+    if args.dtype == "tf32":  # TF32 tensor-core matmuls (GPU only; the CPU ignores the setting)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    # nerm.decode runs the compiled decoder; --fit trains z through the eager one
+    fast = nerm.compile_decoder(decoder) if args.compile else None
+    fitted = fit_joints(decoder, skeleton, args.fit, args.fit_fps) if args.fit else None
+
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     for name, text, action in jobs:
         if fitted is not None:
@@ -250,17 +235,16 @@ if __name__ == "__main__":
         for i, z in enumerate(zs):
             feats, joints = decode_motion(decoder, z, seconds, args.fps, skeleton, fast, dtype)
             if not np.isfinite(joints).all():   # nothing half-made is written
-                sys.exit(f"error: the decoded motion {name}_{i} is not finite; the checkpoint {args.ckpt} is broken")
+                raise nerm.CheckpointError(f"the decoded motion {name}_{i} is not finite; the checkpoint {args.ckpt} is broken")
             base = os.path.join(args.out, f"{name}_{i}")
-            np.save(base + ".npy", joints.astype(np.float32))
-            np.save(base + "_features.npy", feats.astype(np.float32))
-            bvh.write_bvh(base + ".bvh", joints, skeleton, fps=args.fps)
-            wrote = [base + ".npy", base + "_features.npy", base + ".bvh"]
-            if not args.no_preview and preview(base + ".gif", joints, args.fps, text or name, skeleton):
-                wrote.append(base + ".gif")
+            guard.write(base + ".npy", lambda tmp: np.save(tmp, joints.astype(np.float32)))
+            guard.write(base + "_features.npy", lambda tmp: np.save(tmp, feats.astype(np.float32)))
+            guard.write(base + ".bvh", lambda tmp: bvh.write_bvh(tmp, joints, skeleton, fps=args.fps))
+            if gif:
+                guard.write(base + ".gif", lambda tmp: preview(tmp, joints, args.fps, text or name, skeleton))
             print(f"{text or name!r} #{i}: {len(joints)} frames at {args.fps:g} fps ({seconds:.2f} s) -> "
-                  + ", ".join(wrote))
+                  + ", ".join(base + ext for ext in exts))
             if args.plot and (name, i) == (jobs[0][0], 0):   # the same z at 20 fps, as a 20 fps model gives it
                 _, low = decode_motion(decoder, z, seconds, 20.0, skeleton, fast, dtype)
-                plot_rates(args.plot, {args.fps: joints, 20.0: low}, text or name)
+                guard.write(args.plot, lambda tmp: plot_rates(tmp, {args.fps: joints, 20.0: low}, text or name))
                 print(f"wrote {args.plot}")

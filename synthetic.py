@@ -15,7 +15,8 @@ import re
 
 import numpy as np
 
-from data import SMPL22, DataError, forward_kinematics, joints_to_features
+import guard
+from data import SMPL22, forward_kinematics, joints_to_features
 from writer import DatasetWriter
 
 FRAMERATES = (20.0, 30.0, 50.0, 60.0, 100.0, 120.0)
@@ -617,17 +618,15 @@ def main(argv=None):
     import argparse
     import time
     parser = argparse.ArgumentParser(description="Write the embedded dataset in the HumanML3D layout (+ meta.csv).")
-    parser.add_argument("--out", default="data/synthetic", help="output folder; must not exist yet")
-    parser.add_argument("--num", type=int, default=2000, help="number of sequences")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument("--out", type=guard.Path("any"), default="data/synthetic", help="output folder; must not exist yet")
+    parser.add_argument("--num", type=guard.Int(10, 10**6), default=2000, help="number of sequences")
+    parser.add_argument("--seed", type=guard.Int(0, 2**31 - 1), default=0, help="generator seed")
     args = parser.parse_args(argv)
     t0 = time.time()
-    try:
-        n = write_dataset(args.out, args.num, args.seed)
-    except DataError as e:
-        raise SystemExit(f"error: {e}")
+    n = write_dataset(args.out, args.num, args.seed)
     print(f"wrote {n} sequences to {args.out} in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":
+    guard.report_errors()
     main()

@@ -31,38 +31,30 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
+import guard
 import nerm
 
 CFG = nerm.DiffusionConfig()  # the defaults of the model flags below are the config's own
+Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--inr", default="runs/inr.pt", help="stage-1 checkpoint from train_inr.py")
-parser.add_argument("--out", default="runs/diffusion.pt", help="stage-2 checkpoint (written atomically)")
+parser.add_argument("--inr", type=Path("file"), default="runs/inr.pt", help="stage-1 checkpoint from train_inr.py")
+parser.add_argument("--out", type=Path("any"), default="runs/diffusion.pt", help="stage-2 checkpoint (written atomically)")
 parser.add_argument("--resume", action="store_true", help="continue training from --out")
-parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (it is replaced at the first save)")
+parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (only a checkpoint nerm wrote is replaced)")
 parser.add_argument("--cond", default="text", choices=["text", "action", "none"], help="what generation is conditioned on")
-parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-parser.add_argument("--batch", type=int, default=64,
+parser.add_argument("--steps", type=Int(1, 10**8), default=3000, help="optimizer steps")
+parser.add_argument("--batch", type=Int(1, 2**16), default=64,
                     help="latents per step, over all processes: under torchrun each of N draws batch/N")
-parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
-parser.add_argument("--d-model", type=int, default=CFG.d_model, help="denoiser width (GPU-scale: 256+)")
-parser.add_argument("--layers", type=int, default=CFG.n_layers, help="denoiser blocks")
-parser.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: no clipping)")
-parser.add_argument("--cond-drop", type=float, default=CFG.cond_drop, help="probability of the null condition in training")
-parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
-parser.add_argument("--seed", type=int, default=0, help="random seed")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+parser.add_argument("--lr", type=Float(0, math.inf, open=True), default=3e-4, help="learning rate (AdamW)")
+parser.add_argument("--d-model", type=Int(1, 4096), default=CFG.d_model,
+                    help=f"denoiser width, a multiple of its {CFG.n_heads} heads (GPU-scale: 256+)")
+parser.add_argument("--layers", type=Int(1, 64), default=CFG.n_layers, help="denoiser blocks")
+parser.add_argument("--grad-clip", type=Float(0, 1e6), default=1.0, help="clip the gradient norm to this (0: no clipping)")
+parser.add_argument("--cond-drop", type=Float(0, 0.99), default=CFG.cond_drop, help="probability of the null condition in training")
+parser.add_argument("--save-every", type=Int(1, 10**8), default=1000, help="steps between checkpoints")
+parser.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="random seed")
+parser.add_argument("--device", type=guard.device, default="cuda" if torch.cuda.is_available() else "cpu",
                     help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
-
-
-def check_args(args):
-    """Flag ranges: parser.error (one line, exit 2) before anything is read or written."""
-    for name in ("steps", "batch", "save_every", "d_model", "layers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < args.lr < math.inf or not 0 <= args.cond_drop < 1 or not 0 <= args.grad_clip < math.inf:
-        parser.error("--lr must be a positive number, --cond-drop in [0, 1) and --grad-clip not negative")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
 
 
 # the two trainers share these few lines rather than one importing the other (nanoGPT's trade)
@@ -98,25 +90,25 @@ def resume_mismatch(ckpt, cfg, stage1):
 
 
 if __name__ == "__main__":
+    guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
-    check_args(args)
+    if args.d_model % CFG.n_heads:   # model shapes are checked against each other before anything is read
+        parser.error(f"--d-model {args.d_model} must be a multiple of the denoiser's {CFG.n_heads} heads")
     rank, world, device = setup_distributed(args.device)
     if args.batch % world:
-        sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
+        parser.error(f"--batch {args.batch} is not a multiple of the {world} processes")
     batch = args.batch // world
     # each process its own random stream (seed + rank): its own latents, noise levels, condition drops and
     # dropout; DDP copies rank 0's initial weights to all
     torch.manual_seed(args.seed + rank)
-    try:
-        if os.path.exists(args.out) and not (args.resume or args.force):
-            raise data.DataError(f"{args.out} exists: pass --resume to continue it, --force to replace it, "
-                                 f"or choose another --out")
-        if os.path.isdir(args.out):
-            raise data.DataError(f"--out {args.out} is a folder; give a file name such as {args.out}/diffusion.pt")
-        inr = nerm.load_checkpoint(args.inr, stage=1)
-        ckpt = nerm.load_checkpoint(args.out, stage=2) if args.resume else None
-    except (data.DataError, nerm.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    ckpt = nerm.load_checkpoint(args.out, stage=2) if args.resume else None   # nerm's own file: --resume replaces it
+    if rank == 0:   # one process writes: it claims --out (never --inr, its own input), the others wait
+        guard.claim(args.out, force=args.force or args.resume, inputs=[args.inr],
+                    remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
+                    resumed=ckpt is not None)
+    if world > 1:
+        dist.barrier()
+    inr = nerm.load_checkpoint(args.inr, stage=1)
     seqs = inr["sequences"]
     mu, logvar = inr["model"]["latents.mu"], inr["model"]["latents.logvar"]
     variational = inr["model_args"]["variational"]
@@ -124,9 +116,9 @@ if __name__ == "__main__":
     captions, action_names = seqs["captions"], sorted(set(seqs["actions"]))
     actions = torch.tensor([action_names.index(a) for a in seqs["actions"]])
     if args.cond == "text" and not all(captions):
-        sys.exit(f"error: {args.inr} has sequences without captions; use --cond action or --cond none")
+        raise data.DataError(f"{args.inr} has sequences without captions; use --cond action or --cond none")
     if args.cond == "action" and action_names == [""]:
-        sys.exit(f"error: {args.inr} has no action labels; use --cond text or --cond none")
+        raise data.DataError(f"{args.inr} has no action labels; use --cond text or --cond none")
     if rank == 0:
         print(f"{len(mu)} latents of size {mu.shape[1]} from {args.inr}, cond {args.cond}, "
               f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s"
@@ -138,8 +130,8 @@ if __name__ == "__main__":
     stage1 = nerm.decoder_payload(inr)
     differs = resume_mismatch(ckpt, cfg, stage1) if ckpt is not None else ""
     if differs:
-        sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
-                 f"Repeat its flags and --inr, or choose another --out")
+        raise guard.UserError(f"--resume: {args.out} is another run: {differs}. Repeat its flags and --inr, "
+                              "or choose another --out")
     model = nerm.LatentDiffusion(cfg).to(device)
     mu, std = mu.to(device), (0.5 * logvar).exp().to(device)   # each latent's posterior mean and sigma
     model.set_latent_stats(mu, std if variational else None)

@@ -32,74 +32,58 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
+import guard
 import nerm
 from eval import evaluate_mre   # the one script-to-script edge: held-out MRE is eval.py's measurement
 
 CFG = nerm.INRConfig()  # the defaults of the model flags below are the config's own
+Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
                     help="synthetic (the embedded dataset) | humanml3d | kit | bvh (a folder of BVH files)")
-parser.add_argument("--data-dir", default=None, help="dataset directory in the HumanML3D layout, or a folder of BVH files with --data bvh (default: data/<name>)")
-parser.add_argument("--num-synthetic", type=int, default=2000, help="sequences in the embedded dataset when generated")
-parser.add_argument("--out", default="runs/inr.pt", help="checkpoint file (written atomically)")
+parser.add_argument("--data-dir", type=Path("any"), default=None, help="dataset directory in the HumanML3D layout, or a folder of BVH files with --data bvh (default: data/<name>)")
+parser.add_argument("--num-synthetic", type=Int(10, 10**6), default=2000, help="sequences in the embedded dataset when generated")
+parser.add_argument("--out", type=Path("any"), default="runs/inr.pt", help="checkpoint file (written atomically)")
 parser.add_argument("--resume", action="store_true", help="continue training from --out (the same model and data)")
-parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (it is replaced at the first save)")
-parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-parser.add_argument("--batch", type=int, default=64,
+parser.add_argument("--force", action="store_true", help="start afresh even if --out exists (only a checkpoint nerm wrote is replaced)")
+parser.add_argument("--steps", type=Int(1, 10**8), default=3000, help="optimizer steps")
+parser.add_argument("--batch", type=Int(1, 2**16), default=64,
                     help="sequences per step (one clip each), over all processes: under torchrun each draws batch/N")
-parser.add_argument("--clip-len", type=int, default=32, help="m: frames per clip, whatever its framerate")
-parser.add_argument("--lr", type=float, default=1e-3, help="decoder learning rate")
-parser.add_argument("--latent-lr", type=float, default=1e-2, help="learning rate of the per-sequence latents")
-parser.add_argument("--weight-decay", type=float, default=0.0,
+parser.add_argument("--clip-len", type=Int(2, 4096), default=32, help="m: frames per clip, whatever its framerate")
+parser.add_argument("--lr", type=Float(0, math.inf, open=True), default=1e-3, help="decoder learning rate")
+parser.add_argument("--latent-lr", type=Float(0, math.inf, open=True), default=1e-2, help="learning rate of the per-sequence latents")
+parser.add_argument("--weight-decay", type=Float(0, math.inf), default=0.0,
                     help="decoupled weight decay of the decoder (AdamW), not of the latents (0: the paper's Adam)")
-parser.add_argument("--latent-dim", type=int, default=CFG.latent_dim, help="Z (paper: 256)")
-parser.add_argument("--hidden", type=int, default=CFG.hidden, help="decoder width (paper-scale: 512)")
-parser.add_argument("--blocks", type=int, default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
-parser.add_argument("--kl-weight", type=float, default=CFG.kl_weight, help="lambda_KL (paper: 1e-4)")
-parser.add_argument("--n-freqs", type=int, default=CFG.n_freqs, help="coarse Fourier octaves of normalized time (10: up to 256 cycles per sequence, those above --max-hz switched off)")
-parser.add_argument("--max-hz", type=float, default=CFG.max_hz,
+parser.add_argument("--latent-dim", type=Int(1, 4096), default=CFG.latent_dim, help="Z (paper: 256)")
+parser.add_argument("--hidden", type=Int(1, 8192), default=CFG.hidden, help="decoder width (paper-scale: 512)")
+parser.add_argument("--blocks", type=Int(0, 64), default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
+parser.add_argument("--kl-weight", type=Float(0, 1e6), default=CFG.kl_weight, help="lambda_KL (paper: 1e-4)")
+parser.add_argument("--n-freqs", type=Int(0, 16), default=CFG.n_freqs, help="coarse Fourier octaves of normalized time (10: up to 256 cycles per sequence, those above --max-hz switched off)")
+parser.add_argument("--max-hz", type=Float(0, 1000), default=CFG.max_hz,
                     help="the time encoding's band limit, Hz: coarse octaves above it on a sequence are switched off, "
                          "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
-parser.add_argument("--n-hz", type=int, default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
+parser.add_argument("--n-hz", type=Int(0, 16), default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
 parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, default=CFG.integrated,
                     help="Mip-NeRF's integrated time encoding (features damped by the frame interval) with box-filtered clip targets")
 parser.add_argument("--activation", default=CFG.activation, choices=["relu", "silu"],
                     help="the decoder's nonlinearity: relu (paper), silu (smooth in time)")
-parser.add_argument("--acc-weight", type=float, default=CFG.acc_weight,
+parser.add_argument("--acc-weight", type=Float(0, 1e6), default=CFG.acc_weight,
                     help="weight of the clips' acceleration error relative to theirs, against jitter (0: the paper's loss)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
 parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
                     help="native: clips from each sequence at its own rate; fixed: everything resampled to 20 fps first")
-parser.add_argument("--progressive-steps", type=int, default=0, help="first N steps at clip rate 20 fps, then multi-rate")
-parser.add_argument("--eval-every", type=int, default=1000, help="steps between MRE evaluations (0: only at the end)")
-parser.add_argument("--eval-seqs", type=int, default=32, help="held-out sequences for MRE")
-parser.add_argument("--fit-steps", type=int, default=200, help="steps to fit held-out latents, decoder frozen")
-parser.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
-parser.add_argument("--seed", type=int, default=0, help="random seed")
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+parser.add_argument("--progressive-steps", type=Int(0, 10**8), default=0, help="first N steps at clip rate 20 fps, then multi-rate")
+parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
+parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
+parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
+parser.add_argument("--save-every", type=Int(1, 10**8), default=500, help="steps between checkpoints")
+parser.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="random seed")
+parser.add_argument("--device", type=guard.device, default="cuda" if torch.cuda.is_available() else "cpu",
                     help="cpu | cuda (under torchrun: process k on cuda:LOCAL_RANK)")
 parser.add_argument("--compile", action="store_true",
                     help="decode the held-out sequences through torch.compile (the training step stays eager)")
-
-
-def check_args(args):
-    """Flag ranges: parser.error (one line, exit 2) before anything is read or written."""
-    for name in ("steps", "batch", "clip_len", "eval_seqs", "fit_steps", "save_every", "num_synthetic"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("lr", "latent_lr"):
-        if not 0 < getattr(args, name) < math.inf:
-            parser.error(f"--{name.replace('_', '-')} must be a positive number")
-    if args.eval_every < 0 or args.progressive_steps < 0 or not 0 <= args.kl_weight < math.inf:
-        parser.error("--eval-every, --progressive-steps and --kl-weight must not be negative")
-    if not 0 <= args.weight_decay < math.inf:
-        parser.error("--weight-decay must be a number, 0 or more")
-    if args.clip_len < 2:
-        parser.error("--clip-len must be at least 2")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: this torch sees no CUDA GPU; use --device cpu")
 
 
 def get_lr(step, base, total, warmup=100):
@@ -147,44 +131,43 @@ def open_dataset(args, split, fps_mode):
     return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
 
 
-def resume_mismatch(ckpt, cfg, args, names):
+def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
     """What differs between the run in ckpt and the one these flags and this data define ('' if nothing):
-    the model config, the dataset and its order of sequences (latent i belongs to sequence i), the fps mode."""
+    the model config, the fps mode, and the data itself (data.fingerprint: names and their order, since
+    latent i belongs to sequence i, lengths, rates, statistics, captions, a hash of the frames)."""
     diff = [f"{k}={v!r} (now {asdict(cfg)[k]!r})" for k, v in ckpt["model_args"].items() if asdict(cfg).get(k) != v]
     for key in ("data", "fps_mode"):
         if ckpt["args"].get(key) != getattr(args, key):
             diff.append(f"--{key.replace('_', '-')} {ckpt['args'].get(key)} (now {getattr(args, key)})")
-    if ckpt["sequences"]["names"] != names:
-        diff.append("other training sequences, or in another order")
+    if "fingerprint" not in ckpt["sequences"]:
+        diff.append("a checkpoint of an older nerm, which did not record its data (start afresh with --force)")
+    elif ckpt["sequences"]["fingerprint"] != fingerprint:
+        diff.append("other training data (" + ("other sequences, or in another order" if ckpt["sequences"]["names"]
+                                               != train_set.names else "the same names with other content") + ")")
     return "; ".join(diff)
 
 
 if __name__ == "__main__":
+    guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
-    check_args(args)
     rank, world, device = setup_distributed(args.device)
     if args.batch % world:
-        sys.exit(f"error: --batch {args.batch} is not a multiple of the {world} processes")
+        parser.error(f"--batch {args.batch} is not a multiple of the {world} processes")
     batch = args.batch // world
     # each process its own random stream (nanoGPT's seed + rank): its own clips, latent noise, dropout.
     # The initial weights may differ too: DDP copies rank 0's parameters (latent table included) to all
     torch.manual_seed(args.seed + rank)
-    try:
-        if os.path.isdir(args.out):
-            raise data.DataError(f"--out {args.out} is a folder; give a file name such as {args.out}/inr.pt")
-        if os.path.exists(args.out) and not (args.resume or args.force):
-            raise data.DataError(f"{args.out} exists: pass --resume to continue it, --force to replace it, "
-                                 f"or choose another --out")
-        if world > 1:  # one process generates the embedded dataset on first use, the others wait for it
-            if rank == 0:
-                generate_if_missing(args)
-            dist.barrier()
-        ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None
-        train_set = open_dataset(args, "train", args.fps_mode)
-        val_fit = open_dataset(args, "val", args.fps_mode)
-        val_gt = open_dataset(args, "val", "native")
-    except (data.DataError, nerm.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None   # nerm's own file: --resume replaces it
+    if rank == 0:   # one process writes: it claims --out (and the embedded dataset on first use), the others wait
+        guard.claim(args.out, force=args.force or args.resume, inputs=[args.data_dir or os.path.join("data", args.data)],
+                    remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
+                    resumed=ckpt is not None)
+        generate_if_missing(args)
+    if world > 1:
+        dist.barrier()
+    train_set = open_dataset(args, "train", args.fps_mode)
+    val_fit = open_dataset(args, "val", args.fps_mode)
+    val_gt = open_dataset(args, "val", "native")
     sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, lowpass=args.integrated)
     if rank == 0:
         print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
@@ -197,10 +180,11 @@ if __name__ == "__main__":
                          activation=args.activation, acc_weight=args.acc_weight,
                          variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
-    differs = resume_mismatch(ckpt, cfg, args, train_set.names) if ckpt is not None else ""
+    fingerprint = data.fingerprint(train_set)
+    differs = resume_mismatch(ckpt, cfg, args, train_set, fingerprint) if ckpt is not None else ""
     if differs:
-        sys.exit(f"error: --resume: {args.out} is another run: {differs}. "
-                 f"Repeat its flags and data, or choose another --out")
+        raise guard.UserError(f"--resume: {args.out} is another run: {differs}. Repeat its flags and data, "
+                              "or choose another --out")
     model = nerm.NeRM(cfg).to(device)
     # the model carries the statistics its decoder's output is normalized by (see nerm.decode)
     model.decoder.mean.copy_(torch.from_numpy(train_set.mean))
@@ -238,6 +222,7 @@ if __name__ == "__main__":
                               "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
                               "skeleton": data.skeleton_to_dict(train_set.skeleton),
                               "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
+                                            "fingerprint": fingerprint,
                                             "duration": torch.from_numpy(train_set.durations()),
                                             "captions": train_set.captions, "actions": train_set.actions}}, args.out)
 

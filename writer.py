@@ -7,11 +7,10 @@ reads what it writes.
 """
 import csv
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+import guard
 from data import SMPL22, DataError, check_fps, features_per_frame, features_per_second, group_std
 
 
@@ -19,19 +18,16 @@ class DatasetWriter:
     """Writes sequences in the HumanML3D layout plus meta.csv (native fps, action), one at a time: the one writer
     of the layout (prepare.py and synthetic.py compute their features and call it).
 
-    Everything goes to a temporary folder of this run's own next to `out` (tempfile.mkdtemp: two runs never share
-    one), renamed to `out` by finish(): no reader sees half a dataset. An existing `out` is never touched unless
-    force=True, and then only replaced at that last step. Use it in a `with` block: on any exception (^C too)
-    the temporary folder is removed.
+    `out` is claimed through guard (a lock; an existing `out` only with force, and only a dataset nerm wrote;
+    never one of `inputs`, the folders this command reads, nor a folder holding one). Everything goes to a
+    guard.Folder, a temporary folder beside `out` renamed onto it by finish(): no reader sees half a dataset.
+    Use it in a `with` block: on any exception (^C too) the temporary folder is removed.
     """
 
-    def __init__(self, out, skeleton=SMPL22, force=False):
-        out = os.path.abspath(out)
-        if os.path.exists(out) and not force:
-            raise DataError(f"{out} already exists; a dataset is only written into a new folder")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        self.out, self.skeleton, self.force = out, skeleton, force
-        self.tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".partial-", dir=os.path.dirname(out))
+    def __init__(self, out, skeleton=SMPL22, force=False, inputs=()):
+        self.out, self.skeleton = guard.claim(out, force=force, inputs=inputs), skeleton
+        self.folder = guard.Folder(self.out)
+        self.tmp = self.folder.tmp
         for sub in ("new_joint_vecs", "new_joints", "texts"):
             os.makedirs(os.path.join(self.tmp, sub))
         self.meta, self.dropped = [], []          # (id, fps, action) of each written sequence; ids left out
@@ -43,8 +39,7 @@ class DatasetWriter:
         """Write one sequence: features (T-1, D) per frame at fps (joints_to_features' rows), the joints
         new_joints/<sid>.npy holds, and its text lines ('caption#tokens#start#end'). Returns False (and notes
         sid in .dropped) when there is no feature row or a row is not finite (a degenerate pose)."""
-        if os.path.basename(sid) != sid or sid in ("", ".", ".."):   # sid names files: never a path out of tmp
-            raise DataError(f"sequence id {sid!r} is not a plain file name")
+        guard.plain(sid, "sequence id")            # sid names files: never a path out of tmp
         if features.ndim != 2 or features.shape[1] != self.skeleton.feature_dim:
             raise DataError(f"{sid}: features {features.shape} are not (T, {self.skeleton.feature_dim}) "
                             f"rows of {self.skeleton.name}")
@@ -83,19 +78,10 @@ class DatasetWriter:
         std = group_std(np.sqrt(self.m2 / self.n), self.skeleton)
         for name, v in (("Mean", self.mean), ("Std", std)):
             np.save(os.path.join(self.tmp, f"{name}.npy"), features_per_frame(v, self.skeleton.fps).astype(np.float32))
-        if os.path.exists(self.out) and not self.force:    # it appeared while we wrote: still not ours to replace
-            raise DataError(f"{self.out} appeared while the dataset was written; nothing was replaced")
-        old = None
-        if os.path.exists(self.out):      # force: move the old one aside first, so out is never half written
-            old = tempfile.mkdtemp(prefix=os.path.basename(self.out) + ".old-", dir=os.path.dirname(self.out))
-            os.replace(self.out, os.path.join(old, "x"))
-        os.replace(self.tmp, self.out)
-        if old:
-            shutil.rmtree(old)
+        self.folder.commit()
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:          # an error or ^C: leave nothing behind (out itself was never touched)
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.folder.__exit__(exc_type, exc, tb)   # not committed (an error, ^C): the temporary folder goes

@@ -328,21 +328,27 @@ def test_chunked_decode_equals_one_pass():
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """A crash in the middle of writing (here: torch.save raising after half the bytes) leaves the previous
     checkpoint intact and no temp file; a successful write replaces it whole."""
+    import guard
     path = tmp_path / "inr.pt"
+    guard.claim(str(path))
     nerm.save_checkpoint({"step": 1}, str(path))
     real_save = torch.save
 
     def crash(obj, f, *a, **k):
-        f.write(b"half a checkpoint")
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
         nerm.save_checkpoint({"step": 2}, str(path))
     monkeypatch.setattr(torch, "save", real_save)
-    assert nerm.load_file(str(path))["step"] == 1 and os.listdir(tmp_path) == ["inr.pt"]
+    left = sorted(p for p in os.listdir(tmp_path) if not p.startswith(".nerm-lock"))
+    assert nerm.load_file(str(path))["step"] == 1 and left == [".nerm-manifest", "inr.pt"]
     nerm.save_checkpoint({"step": 3}, str(path))
-    assert nerm.load_file(str(path))["step"] == 3 and os.listdir(tmp_path) == ["inr.pt"]
+    assert nerm.load_file(str(path))["step"] == 3
+    guard._release()
+    assert sorted(os.listdir(tmp_path)) == [".nerm-manifest", "inr.pt"]
 
 
 def test_decode_counts_frames_as_its_callers_do():

@@ -1,8 +1,10 @@
 """train_inr.py end to end on a tiny embedded dataset: python -m pytest -q tests/test_train_inr.py"""
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,7 +27,8 @@ def test_train_checkpoint_round_trip_and_resume(small_dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "held-out MRE" in r.stdout and "@120fps" in r.stdout
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["stage"] == 1 and ckpt["step"] == 6 and os.listdir(tmp_path) == ["inr.pt"]   # no temp file left
+    assert ckpt["stage"] == 1 and ckpt["step"] == 6
+    assert sorted(os.listdir(tmp_path)) == [".nerm-manifest", "inr.pt"]   # no temp file, no lock left
     model = nerm.NeRM(nerm.INRConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])
     assert model.latents.mu.shape[0] == len(ckpt["sequences"]["names"]) == len(ckpt["sequences"]["captions"])
@@ -102,14 +105,19 @@ def test_a_folder_that_is_not_the_embedded_dataset_is_never_touched(tmp_path):
 
 
 def test_an_existing_out_needs_resume_or_force(small_dataset, tmp_path):
+    """An existing --out needs --resume or --force, and --force replaces only a checkpoint nerm wrote."""
     out = tmp_path / "inr.pt"
     out.write_bytes(b"an older run")
     r = run("--data-dir", small_dataset, "--out", str(out), *TINY)
     assert r.returncode != 0 and "--resume" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
-    assert out.read_bytes() == b"an older run"
     r = run("--data-dir", small_dataset, "--out", str(out), "--force", *TINY)
+    assert r.returncode != 0 and "not written by nerm" in r.stderr and "Traceback" not in r.stderr
+    assert out.read_bytes() == b"an older run"
+    mine = tmp_path / "mine.pt"
+    assert run("--data-dir", small_dataset, "--out", str(mine), *TINY, "--steps", "3").returncode == 0
+    r = run("--data-dir", small_dataset, "--out", str(mine), "--force", *TINY)
     assert r.returncode == 0, r.stderr
-    assert torch.load(out, weights_only=True)["step"] == 6
+    assert torch.load(mine, weights_only=True)["step"] == 6
 
 
 def test_resume_refuses_another_run(small_dataset, tmp_path):
@@ -128,8 +136,53 @@ def test_resume_refuses_another_run(small_dataset, tmp_path):
 
 @pytest.mark.parametrize("flag,value", [("--batch", "0"), ("--batch", "-4"), ("--save-every", "0"),
                                         ("--eval-seqs", "0"), ("--lr", "nan"), ("--clip-len", "1"),
-                                        ("--weight-decay", "-1")])
+                                        ("--weight-decay", "-1"), ("--hidden", "0"), ("--latent-dim", "-3"),
+                                        ("--blocks", "100000"), ("--max-hz", "nan"), ("--max-hz", "-8"),
+                                        ("--device", "tpu"), ("--batch", "10000000000"), ("--seed", "-1"),
+                                        ("--steps", "x")])
 def test_impossible_settings_get_one_line(tmp_path, flag, value):
     r = run("--out", str(tmp_path / "x.pt"), flag, value)
-    assert r.returncode == 2 and f"error: {flag}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and f"error: argument {flag}" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _edit_meta_rate(d, sid):
+    """Another native rate for sequence sid in meta.csv (60 <-> 30 fps...): the same frames at another speed."""
+    lines = (d / "meta.csv").read_text().splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith(sid + ","):
+            sid_, fps, action = line.split(",")
+            lines[k] = f"{sid},{float(fps) * 0.5},{action}"
+    (d / "meta.csv").write_text("\n".join(lines) + "\n")
+
+
+def _edit_npy(path, fn):
+    np.save(path, fn(np.load(path)))
+
+
+EDITS = {   # one change each to the data a run was trained on, with the same sequence names
+    "features": lambda d, sid: _edit_npy(d / "new_joint_vecs" / f"{sid}.npy", lambda x: x * 1.01),
+    "cut in half": lambda d, sid: _edit_npy(d / "new_joint_vecs" / f"{sid}.npy", lambda x: x[:len(x) // 2]),
+    "Std.npy": lambda d, sid: _edit_npy(d / "Std.npy", lambda x: x * 1.1),
+    "captions": lambda d, sid: (d / "texts" / f"{sid}.txt").write_text("a person does something else.#a/DET#0.0#0.0\n"),
+    "rate in meta.csv": _edit_meta_rate,
+    "order": lambda d, sid: (d / "train.txt").write_text("\n".join((d / "train.txt").read_text().split()[::-1]) + "\n"),
+}
+
+
+def test_resume_compares_the_data_not_only_its_names(small_dataset, tmp_path):
+    """--resume refuses data that differs from the run's in anything that defines it (data.fingerprint): each
+    edit below keeps every sequence name; the unedited copy resumes."""
+    d = tmp_path / "data"
+    shutil.copytree(small_dataset, d)
+    out = str(tmp_path / "inr.pt")
+    assert run("--data-dir", str(d), "--out", out, *TINY).returncode == 0
+    sid = (d / "train.txt").read_text().split()[0]
+    for what, edit in EDITS.items():
+        e = tmp_path / what.replace(" ", "_")
+        shutil.copytree(d, e)
+        edit(e, sid)
+        r = run("--data-dir", str(e), "--out", out, "--resume", *TINY, "--steps", "8")
+        assert r.returncode != 0 and "other training data" in r.stderr and "Traceback" not in r.stderr, (what, r.stderr)
+    r = run("--data-dir", str(d), "--out", out, "--resume", *TINY, "--steps", "8")
+    assert r.returncode == 0, r.stderr
