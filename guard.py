@@ -160,10 +160,10 @@ def claim(path, force=False, inputs=(), into=False, remedy="pass --force to repl
     """Make path an output of this run, before any work; returns its absolute path. Takes a lock on it (a
     second run that claims it fails at once), removes the debris of killed runs beside it, and checks the rules:
     an existing path only with force and only if nerm wrote it; never one of inputs (files or folders this
-    command reads) nor a folder holding one. into: path is a folder that files are written into (sample.py's
-    --out): it may exist (it is made at the first write), and each file in it is checked by check() and write(). remedy: what the error for an
-    existing path tells the user to do. resumed: the caller has loaded path as its own kind of file to
-    continue it (--resume), which shows nerm wrote it."""
+    command reads) nor a folder holding one. remedy: what the error for an existing path tells the user to do.
+    into: path is a folder that files are written into (sample.py's --out): it may exist (it is made at the
+    first write), and each file in it is checked by check() and write(). resumed: the caller has loaded path
+    as its own kind of file to continue it (--resume), which shows that nerm wrote it."""
     path = os.path.abspath(path)
     if path in _claims:
         return path
@@ -174,20 +174,26 @@ def claim(path, force=False, inputs=(), into=False, remedy="pass --force to repl
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
-        lock = _lock(path)
+        fd, lock = _lock(path)
+    except OSError as e:
+        raise OutputError(f"cannot write in {folder}: {e.strerror or e}") from None
+    try:
         _clean(folder)
+        if into and os.path.lexists(path) and not os.path.isdir(path):
+            raise OutputError(f"{path} is not a folder")
         if into and os.path.isdir(path):
             _clean(path)
-    except OSError as e:
-        raise OutputError(f"cannot write in {e.filename or folder}: {e.strerror or e}") from None
-    _claims[path] = (force, *lock)
+        if not (into or resumed):
+            _check(path, force, remedy)
+    except BaseException as e:     # refused: the lock goes with this claim
+        os.unlink(lock)
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write in {folder}: {e.strerror or e}") from None
+        raise
+    _claims[path] = (force, fd, lock)
     if resumed:
         _written.add(path)
-    if into:
-        if os.path.lexists(path) and not os.path.isdir(path):
-            raise OutputError(f"{path} is not a folder")
-    else:
-        _check(path, force, remedy)
     return path
 
 

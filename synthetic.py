@@ -614,14 +614,18 @@ def write_dataset(out, num=2000, seed=0):
     return len(writer.meta)
 
 
-def main(argv=None):
+def make_parser():
     import argparse
-    import time
     parser = argparse.ArgumentParser(description="Write the embedded dataset in the HumanML3D layout (+ meta.csv).")
     parser.add_argument("--out", type=guard.Path("any"), default="data/synthetic", help="output folder; must not exist yet")
     parser.add_argument("--num", type=guard.Int(10, 10**6), default=2000, help="number of sequences")
     parser.add_argument("--seed", type=guard.Int(0, 2**31 - 1), default=0, help="generator seed")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    import time
+    args = make_parser().parse_args(argv)
     t0 = time.time()
     n = write_dataset(args.out, args.num, args.seed)
     print(f"wrote {n} sequences to {args.out} in {time.time() - t0:.1f} s")

@@ -31,7 +31,7 @@ def test_tiny_evaluator_shapes_reload_and_padding(splits, tmp_path):
     train, test = splits
     payload = train_evaluator(train, steps=3, batch=8, hidden=16, emb=8, log=lambda s: None)
     path = str(tmp_path / "evaluator.pt")
-    nerm.save_checkpoint(payload, path)
+    torch.save(payload, path)
     ev, again = Evaluator(payload), Evaluator(torch.load(path, weights_only=True))
     motions = [to_eval_rate(x, f) for x, f in zip(test.features, test.fps)]
     texts = [c[0] for c in test.captions]
@@ -197,7 +197,7 @@ def test_tiny_clip_encoders_reload(splits, tmp_path):
     train, test = splits
     payload = train_clip_encoders(train, (20.0, 120.0), steps=2, batch=8, log=lambda s: None)
     path = str(tmp_path / "clip.pt")
-    nerm.save_checkpoint(payload, path)
+    torch.save(payload, path)
     ce, again = ClipEvaluator(payload, train.skeleton), ClipEvaluator(torch.load(path, weights_only=True), train.skeleton)
     for rate in (20.0, 120.0):
         clips = real_clips(test, clip_plan(test, rate, 3, np.random.default_rng(0)), rate)
@@ -211,7 +211,7 @@ def test_missing_checkpoint_is_one_error_line(flag, tmp_path):
     missing = str(tmp_path / "nope.pt")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), flag, missing], capture_output=True, text=True,
                        cwd=str(tmp_path), timeout=120)
-    assert r.returncode == 1 and r.stderr.strip() == f"error: checkpoint {missing} not found"
+    assert r.returncode == 2 and r.stderr.strip().endswith(f"error: argument {flag}: {missing} not found")
 
 
 # ---- the inference path end to end, through a decoder whose output is known in closed form ----

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import data
+import guard
 import synthetic
 import writer
 from data import SMPL22
@@ -129,11 +130,11 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys)
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep.txt").write_text("someone's data")
-    with pytest.raises(data.DataError, match="already exists"):
+    with pytest.raises(guard.OutputError, match="already exists"):
         synthetic.write_dataset(str(out), num=3)
-    with pytest.raises(SystemExit) as e:                      # the CLI: one line, no traceback
-        synthetic.main(["--out", str(out), "--num", "3"])
-    assert str(e.value).startswith("error: ") and "already exists" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(guard.UserError) as e:                 # the CLI: one line (guard.report_errors prints it)
+        synthetic.main(["--out", str(out), "--num", "10"])
+    assert "already exists" in str(e.value) and "\n" not in str(e.value)
     assert os.listdir(out) == ["keep.txt"] and os.listdir(tmp_path) == ["mine"]
     # an error while writing (here: no train sequence to take Mean/Std from) removes the temporary folder
     with pytest.raises(data.DataError, match="no sequence of the train split"):
@@ -142,9 +143,10 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys)
             x = data.joints_to_features(m["joints"], SMPL22, fps=m["fps"])
             w.add("a", x, m["joints"], m["fps"], ["a person walks#a/DET person/NOUN walk/VERB#0.0#0.0"])
             w.finish({"train": [], "val": ["a"], "test": []})
-    assert os.listdir(tmp_path) == ["mine"]
-    synthetic.main(["--out", str(tmp_path / "new"), "--num", "6"])
-    assert "wrote 6 sequences" in capsys.readouterr().out and len(os.listdir(tmp_path / "new" / "texts")) == 6
+    assert [p for p in os.listdir(tmp_path) if not p.startswith(".nerm-lock")] == ["mine"]   # held until exit
+    synthetic.main(["--out", str(tmp_path / "new"), "--num", "10"])
+    assert "wrote 10 sequences" in capsys.readouterr().out and len(os.listdir(tmp_path / "new" / "texts")) == 10
+    guard._release()
     assert sorted(os.listdir(tmp_path)) == ["mine", "new"]
 
 
