@@ -395,7 +395,7 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
         payload = nerm.load_file(path, "evaluator file")
         if not isinstance(payload, dict) or payload.get("kind") != kind:
             raise data.DataError(f"{path}: not a {kind} file")
-        if payload["names"] != list(train.names):
+        if payload.get("names") != list(train.names):
             raise data.DataError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
     if payload is None:
         t0 = time.time()

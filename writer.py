@@ -85,3 +85,5 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb):
         self.folder.__exit__(exc_type, exc, tb)   # not committed (an error, ^C): the temporary folder goes
+        if isinstance(exc, OSError) and str(exc.filename or "").startswith(self.tmp):   # a full disk, say
+            raise guard.OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from None

@@ -134,6 +134,24 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
         assert [f for f in files(path.parent) if not f.startswith(".nerm-lock")] == [".nerm-manifest", "inr.pt"]
 
 
+def test_a_full_disk_while_writing_a_dataset_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import numpy as np
+    real = np.save
+
+    def full(path, *a, **k):
+        if str(path).endswith("b.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *a, **k)
+    monkeypatch.setattr(np, "save", full)
+    out = tmp_path / "ds"
+    with pytest.raises(guard.OutputError, match=f"cannot write {out}: No space left on device"):
+        with writer.DatasetWriter(str(out), SMPL22) as w:
+            for sid in ("a", "b"):
+                w.add(sid, np.zeros((3, 263)), np.zeros((4, 22, 3)), 20.0, ["a person#a/DET#0.0#0.0"], train=True)
+    guard._release()
+    assert files(tmp_path) == []
+
+
 def test_writing_without_a_claim_is_a_bug(tmp_path):
     with pytest.raises(RuntimeError, match="without guard.claim"):
         guard.write(str(tmp_path / "x"), lambda tmp: None)

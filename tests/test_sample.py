@@ -225,3 +225,25 @@ def test_fit_target_is_the_motion_in_per_second_units_on_its_frame_grid(tmp_path
     want = (per_second - dec.mean.double().numpy()) / dec.std.double().numpy()
     assert x.shape == (1, T - 1, 263)
     np.testing.assert_allclose(x[0].double().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_text_file_prompts_with_bom_crlf_and_blank_lines(tmp_path):
+    """--text-file: one prompt per line, whatever the line ends and a byte-order mark; only blank lines is an
+    error naming the file, not zero samples."""
+    import sample
+    f = tmp_path / "prompts.txt"
+    f.write_bytes("\ufeffa person walks\r\n\r\n  someone jumps twice  \r\nwaves\rclaps\n".encode("utf-8"))
+    assert sample.read_prompts(str(f)) == ["a person walks", "someone jumps twice", "waves", "claps"]
+    f.write_text("\n  \n\t\n")
+    with pytest.raises(data.DataError, match="no prompt in it"):
+        sample.read_prompts(str(f))
+
+
+def test_file_names_from_prompts_and_labels_are_plain_and_distinct():
+    """A prompt or an action label from the data names files under --out: never a path out of it."""
+    import sample
+    import guard
+    jobs = sample.unique_names([(guard.name(t), t, None) for t in
+                                ("../../etc/passwd", "/abs/path", "Walk!", "walk", "a" * 300, "..")])
+    names = [n for n, _, _ in jobs]
+    assert names == ["etc_passwd", "abs_path", "walk", "walk-2", "a" * 40, "unnamed"]
