@@ -28,7 +28,8 @@ import numpy as np
 import data
 
 BVH_LAYOUT = """expected layout (a folder of BVH files, --data bvh):
-  DIR/**/*.bvh                  one hierarchy (same joints and parents, any order), any framerate per file
+  DIR/**/*.bvh                  one hierarchy (same joints and parents, any order), any framerate per file;
+                                links to files are read, links to folders are not followed
   DIR/texts/<stem>.txt          optional captions: plain lines, or HumanML3D's 'caption#tokens#start#end'
   DIR/labels.csv                optional: file,caption[,action] (one row per caption; file = stem or name.bvh)
   DIR/train.txt val.txt test.txt  optional, stems; else files ordered by CRC-32 of the stem: last 10% (at least
@@ -545,8 +546,8 @@ def _convert_bvh_folder(data_dir):
     """-> (stems, per-frame features, native fps, Skeleton) for every .bvh file under data_dir (sorted)."""
     if not data_dir or not os.path.isdir(data_dir):
         raise data.DataError(f"BVH directory {data_dir!r} not found\n{BVH_LAYOUT}")
-    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(data_dir, followlinks=True)
-                   for f in files if f.lower().endswith(".bvh"))
+    # links to folders are not walked into (a link to its own folder would never end); links to files are read
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(data_dir) for f in files if f.lower().endswith(".bvh"))
     if not paths:
         raise data.DataError(f"{data_dir}: no .bvh files\n{BVH_LAYOUT}")
     key = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths]
@@ -610,8 +611,9 @@ def _split_ids(data_dir, stems, split):
     return {"train": order[:n - 2 * k], "val": order[n - 2 * k:n - k], "test": order[n - k:]}[split]
 
 
-def _labels(data_dir, ids):
-    """-> ({stem: [(caption, start, end)]}, {stem: action}) from DIR/labels.csv and DIR/texts/<stem>.txt."""
+def _labels(data_dir, lengths):
+    """-> ({stem: [(caption, start, end)]}, {stem: action}) from DIR/labels.csv and DIR/texts/<stem>.txt, for the
+    stems of lengths ({stem: (feature rows, fps)}, which a caption's segment must lie in)."""
     texts, actions = {}, {}
     labels = os.path.join(data_dir, "labels.csv")
     if os.path.exists(labels):
@@ -624,10 +626,10 @@ def _labels(data_dir, ids):
                 texts.setdefault(stem, []).append((row["caption"].strip(), 0.0, 0.0))
             if (row.get("action") or "").strip():
                 actions.setdefault(stem, row["action"].strip())
-    for stem in ids:
+    for stem, (rows, fps) in lengths.items():
         path = os.path.join(data_dir, "texts", stem + ".txt")
         if os.path.exists(path):
-            texts[stem] = texts.get(stem, []) + data.read_texts(path, plain=True)
+            texts[stem] = texts.get(stem, []) + data.read_texts(path, plain=True, rows=rows, fps=fps)
     return texts, actions
 
 
@@ -635,8 +637,8 @@ def _motion_set(data_dir, split, fps_mode, min_seconds):
     """One split as a data.MotionSet without statistics."""
     stems, feats, fps, skeleton = _convert_bvh_folder(data_dir)
     ids = _split_ids(data_dir, stems, split)
-    texts, actions = _labels(data_dir, ids)
     index = {s: i for i, s in enumerate(stems)}
+    texts, actions = _labels(data_dir, {s: (len(feats[index[s]]), fps[index[s]]) for s in ids})
     items = [(s, feats[index[s]], fps[index[s]], texts.get(s, []), actions.get(s, "")) for s in ids]
     ms = data.motion_set(items, skeleton, fps_mode, min_seconds)
     if not len(ms):

@@ -8,14 +8,17 @@ this file; it imports none of them (bvh.py, synthetic.py and writer.py build on 
 Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequences.
 """
 import csv
+import hashlib
 import io
 import math
 import os
+import tokenize
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+import guard
 from guard import DataError   # a user-facing problem with the data: one line (guard.report_errors)
 
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +428,7 @@ LAYOUT = """expected layout (HumanML3D's):
   DIR/texts/<id>.txt            lines 'caption#word/POS ...#start#end' (start/end in seconds, 0.0#0.0 = whole)
   DIR/train.txt val.txt test.txt  one id per line
   DIR/Mean.npy Std.npy          optional; computed from the train split when absent
-  DIR/meta.csv                  optional: id,fps[,action] per sequence (else 20 fps, 12.5 for KIT)
+  DIR/meta.csv                  optional: id,fps[,action], a line per sequence (else 20 fps, 12.5 for KIT)
 HumanML3D is made from AMASS with the scripts of https://github.com/EricGuo5513/HumanML3D
 (KIT-ML from the same repository's instructions); nothing is downloaded by this project."""
 KIT_SOURCE = """KIT-ML in this layout: new_joint_vecs (T, 251) for KIT's 21 joints at 12.5 fps, new_joints (T, 21, 3),
@@ -455,14 +458,22 @@ def check_fps(fps, where):
 
 
 def read_text(path):
-    """The text of a UTF-8 file (a byte-order mark is dropped); another encoding is a DataError naming the line."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    """The text of a UTF-8 file (a byte-order mark is dropped); another encoding, or a file that cannot be read (a
+    folder, no permission), is a DataError naming it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); expected a UTF-8 text file") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+
+
+# what numpy raises for a damaged .npy: a short read, and its header parser's errors (a header is a Python literal)
+NPY_DAMAGE = (ValueError, OSError, EOFError, SyntaxError, TypeError, tokenize.TokenError)
 
 
 def load_npy(path, shape, expected, remedy=""):
@@ -497,7 +508,7 @@ def load_npy(path, shape, expected, remedy=""):
             raise fail(f"its header claims shape {file_shape} ({need:,} bytes) but the file holds {stored:,} bytes "
                        "of data: truncated or corrupt")
         x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except NPY_DAMAGE as e:
         raise fail(f"cannot read ({e})") from None
     bad = ~np.isfinite(x)
     if bad.any():
@@ -536,13 +547,35 @@ class MotionSet:
                          self.mean, self.std)
 
 
+def fingerprint(ms, rows=64):
+    """A hex digest of what a run trained on, for --resume to compare: the names in their order, each
+    sequence's length and rate, its captions and action, the statistics, and up to `rows` evenly spaced frames
+    of every sequence (a cheap content hash: any edit of a sequence's values moves its frames)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, x, fps, caps, action in zip(ms.names, ms.features, ms.fps, ms.captions, ms.actions):
+        h.update(repr((name, x.shape, float(fps), list(caps), action)).encode())
+        h.update(np.ascontiguousarray(x[np.linspace(0, len(x) - 1, min(rows, len(x))).astype(int)], np.float32).tobytes())
+    for stat in (ms.mean, ms.std):
+        h.update(b"-" if stat is None else np.ascontiguousarray(stat, np.float32).tobytes())
+    return h.hexdigest()
+
+
 def read_ids(path):
-    return [line.strip() for line in io.StringIO(read_text(path), newline=None) if line.strip()]
+    """The ids of a split file, one a line: plain file names (they name files under the dataset folder), each once."""
+    ids = {}
+    for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
+        if line.strip():
+            sid = guard.plain(line.strip(), f"{path}:{n}")
+            if sid in ids:
+                raise DataError(f"{path}:{n}: {sid} is listed twice (also on line {ids[sid]}); expected each id once")
+            ids[sid] = n
+    return list(ids)
 
 
-def read_texts(path, plain=False):
+def read_texts(path, plain=False, rows=math.inf, fps=1.0):
     """Parse a HumanML3D text file -> list of (caption, start_s, end_s); plain: a line without '#' fields is a
-    whole-motion caption."""
+    whole-motion caption. rows, fps: the motion's feature rows and rate; a segment must lie within them, as
+    motion_set cuts it from x[a:b]. A file without a caption is an error: a sequence without captions has none."""
     out = []
     for n, line in enumerate(io.StringIO(read_text(path), newline=None), 1):
         line = line.strip()
@@ -561,7 +594,16 @@ def read_texts(path, plain=False):
         if not (0 <= start < math.inf and 0 <= end < math.inf):
             raise DataError(f"{path}:{n}: start/end must be seconds from 0 on (0.0#0.0 for the whole motion), "
                             f"got {parts[2]!r}, {parts[3]!r}")
+        if end <= start and (start, end) != (0.0, 0.0):   # an empty segment would silently drop the caption
+            raise DataError(f"{path}:{n}: the segment ends at {parts[3]} s, not after its start at {parts[2]} s "
+                            "(0.0#0.0 for the whole motion)")
+        if round(end * fps) > rows:
+            raise DataError(f"{path}:{n}: the segment ends at {end:g} s, after the motion's {rows / fps:g} s "
+                            f"({rows} feature rows at {fps:g} fps)")
         out.append((parts[0].strip(), start, end))
+    if not out:
+        raise DataError(f"{path}: no caption in it; expected lines 'caption#tokens#start#end'"
+                        + (" or plain captions" if plain else "") + " (a sequence without captions has no text file)")
     return out
 
 
@@ -582,22 +624,29 @@ def _layout_items(name, data_dir, split, skeleton):
     for need in ("new_joint_vecs", "texts", f"{split}.txt"):
         if not os.path.exists(os.path.join(data_dir, need)):
             raise DataError(f"{data_dir} has no {need}\n{layout}")
-    meta = {}
-    meta_path = os.path.join(data_dir, "meta.csv")
-    if os.path.exists(meta_path):
-        for n, row in enumerate(csv.DictReader(io.StringIO(read_text(meta_path), newline="")), 2):
-            if not row.get("id") or row.get("fps") is None:
-                raise DataError(f"{meta_path}:{n}: expected columns id,fps[,action]")
-            meta[row["id"]] = (check_fps(row["fps"], f"{meta_path}:{n} (id {row['id']})"), row.get("action") or "")
+    meta, meta_path = None, os.path.join(data_dir, "meta.csv")
+    if os.path.exists(meta_path):    # then it rates every sequence: one left out is not silently taken at 20 fps
+        meta, reader = {}, csv.DictReader(io.StringIO(read_text(meta_path), newline=""))
+        for row in reader:
+            where = f"{meta_path}:{reader.line_num}"
+            if None in row or None in row.values() or "id" not in row or "fps" not in row:   # too many, too few
+                raise DataError(f"{where}: expected the fields id,fps[,action], as many as its first line names")
+            sid = guard.plain(row["id"], where)
+            if sid in meta:
+                raise DataError(f"{where}: id {sid} appears twice (also on line {meta[sid][2]}); expected each once")
+            meta[sid] = (check_fps(row["fps"], f"{where} (id {sid})"), row.get("action") or "", reader.line_num)
     for sid in read_ids(os.path.join(data_dir, f"{split}.txt")):
         vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
         txt_path = os.path.join(data_dir, "texts", sid + ".txt")
         if not os.path.exists(vec_path) or not os.path.exists(txt_path):
             continue  # HumanML3D's split files list ids that some preparations drop; T2M skips them too
+        if meta is not None and sid not in meta:
+            raise DataError(f"{meta_path} has no line for {sid}, which {split}.txt lists; expected a line "
+                            f"'{sid},<fps>[,<action>]' for every sequence")
+        fps, action = meta[sid][:2] if meta is not None else (skeleton.fps, "")
         x = load_npy(vec_path, (None, skeleton.feature_dim), f"a (T, {skeleton.feature_dim}) float array of {name} "
                      "features", f"Re-create the file, or leave {sid} out of {split}.txt")
-        fps, action = meta.get(sid, (skeleton.fps, ""))
-        yield sid, x.astype(np.float32), fps, read_texts(txt_path), action
+        yield sid, x.astype(np.float32), fps, read_texts(txt_path, rows=len(x), fps=fps), action
 
 
 def motion_set(items, skeleton, fps_mode="native", min_seconds=1.0):

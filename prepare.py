@@ -23,16 +23,20 @@ import argparse
 import builtins
 import csv
 import io
+import math
 import os
 import pickle
 import re
 import sys
+import zipfile
+import zlib
 from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
 
 import data
+import guard
 import writer
 
 AMASS_LAYOUT = """expected inputs (nothing is downloaded):
@@ -51,11 +55,30 @@ BODY_JOINTS = 22          # SMPL+H joints 0..21 are the SMPL body joints, in dat
 NUM_BETAS = 10            # HumanML3D's raw_pose_processing uses the first 10 shape coefficients
 
 
+# what np.load raises for a truncated or corrupt .npz: a damaged .npy's errors, and zipfile's (a bad or encrypted
+# member, an unknown compression) and zlib's
+NPZ_DAMAGE = (*data.NPY_DAMAGE, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+def check_npz(f, path):
+    """Each array's .npy header in an np.load'ed archive against the bytes the archive holds for it, before numpy
+    allocates what the header claims (a truncated or corrupt one may claim 10^11 values)."""
+    for info in f.zip.infolist():
+        with f.zip.open(info) as m:
+            version = np.lib.format.read_magic(m)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(m)
+        if not dtype.hasobject and math.prod(shape) * dtype.itemsize > info.file_size:   # objects: np.load refuses
+            raise data.DataError(f"{path}: {info.filename} claims shape {shape} of {dtype} but the archive holds "
+                                 f"{info.file_size:,} bytes for it: truncated or corrupt")
+
+
 def load_body_model(path):
     """An SMPL+H model.npz -> dict(J (K, 3) rest joints, Jdirs (K, 3, B) their shape directions, parents (K,)).
     J = J_regressor @ (v_template + shapedirs · betas) is linear in betas, so it is regressed once here."""
     try:
         with np.load(path, allow_pickle=False) as f:
+            check_npz(f, path)
             m = {k: np.asarray(f[k], dtype=np.float64)
                  for k in ("v_template", "shapedirs", "J_regressor", "kintree_table")}
     except FileNotFoundError:
@@ -63,8 +86,8 @@ def load_body_model(path):
     except ValueError as e:   # object arrays (a scipy matrix, chumpy) or a .pkl: loading would run pickle
         raise data.DataError(f"{path}: this model file needs pickle to load ({e}); refusing. Use the npz models "
                              f"AMASS distributes (body_models/smplh/<gender>/model.npz)") from None
-    except (KeyError, OSError) as e:
-        raise data.DataError(f"{path}: not an SMPL+H model.npz ({e})") from None
+    except (KeyError, *NPZ_DAMAGE) as e:
+        raise data.DataError(f"{path}: not an SMPL+H model.npz, or a truncated or corrupt one ({e})") from None
     bad = [k for k, v in m.items() if not np.isfinite(v).all()]
     if bad:
         raise data.DataError(f"{path}: non-finite values (NaN or inf) in {', '.join(bad)}: a damaged model file")
@@ -199,11 +222,10 @@ def _add(writer, sid, joints, fps, lines, action="", train=False):
 
 
 def _open_writer(args):
-    """The one writer of the layout (writer.DatasetWriter) for --out; an existing --out only with --force."""
-    if os.path.exists(args.out) and not args.force:
-        raise data.DataError(f"{os.path.abspath(args.out)} already exists: choose another --out, or pass --force "
-                             "to replace it")
-    return writer.DatasetWriter(args.out, data.SMPL22, force=args.force)
+    """The one writer of the layout (writer.DatasetWriter) for --out: an existing --out only with --force and only
+    a dataset nerm wrote; never an input of this command nor a folder holding one (guard.claim)."""
+    inputs = [args.pkl] if args.source == "humanact12" else [args.amass, args.humanml3d, args.body_model]
+    return writer.DatasetWriter(args.out, data.SMPL22, force=args.force, inputs=inputs)
 
 
 def _read_lines(path):
@@ -232,12 +254,13 @@ def read_amass(path):
     """An AMASS npz -> (poses (T, ≥66), trans (T, 3), betas, fps, gender), without pickle."""
     try:
         with np.load(path, allow_pickle=False) as f:
+            check_npz(f, path)
             fps = f["mocap_framerate"] if "mocap_framerate" in f.files else f["mocap_frame_rate"]
             gender = np.asarray(f["gender"]).item()
             poses, trans, betas, fps = f["poses"], f["trans"], f["betas"], fps.item()
-    except (KeyError, ValueError, OSError, EOFError) as e:
-        raise data.DataError(f"{path}: not an AMASS pose file (poses, trans, betas, mocap_framerate, gender): "
-                             f"{e}") from None
+    except (KeyError, *NPZ_DAMAGE) as e:
+        raise data.DataError(f"{path}: not an AMASS pose file (poses, trans, betas, mocap_framerate, gender), or a "
+                             f"truncated or corrupt one: {e}") from None
     gender = (gender.decode() if isinstance(gender, bytes) else str(gender)).strip().lower()
     if poses.ndim != 2 or poses.shape[1] < 3 * BODY_JOINTS or trans.shape != (len(poses), 3):
         raise data.DataError(f"{path}: poses {poses.shape} / trans {trans.shape} are not (T, 156) / (T, 3)")
@@ -250,6 +273,34 @@ def read_amass(path):
     return poses, trans, betas, data.check_fps(fps, f"{path}: mocap_framerate"), gender
 
 
+def read_index(path, amass, pose_data, limit=0):
+    """HumanML3D's index.csv -> its first limit rows (0: all) as (source as written, the file it names, whether it
+    is humanact12, start, end, new name). An AMASS source is its .npz under amass, a humanact12 one its joints .npy
+    under pose_data (HumanML3D's humanact12.zip); neither may leave its folder, and every new name, which names
+    files under --out, is a plain file name and given once."""
+    rows, seen = [], {}
+    reader = csv.DictReader(io.StringIO(data.read_text(path), newline=""))
+    for r in reader:
+        where = f"{path}:{reader.line_num}"
+        try:
+            source, start, end, name = r["source_path"], int(r["start_frame"]), int(r["end_frame"]), r["new_name"]
+            rel = source.replace("\\", "/").split("pose_data/", 1)[-1]      # after HumanML3D's ./pose_data/
+        except (KeyError, ValueError, TypeError, AttributeError):
+            raise data.DataError(f"{where}: expected HumanML3D's columns source_path,start_frame,end_frame,new_name, "
+                                 "frames as whole numbers") from None
+        sid = guard.plain(name.rsplit(".", 1)[0], f"{where} (new_name)")
+        if sid in seen:
+            raise data.DataError(f"{where}: new_name {sid} appears twice (also on line {seen[sid]}); expected once")
+        seen[sid] = reader.line_num
+        ha12 = "humanact12" in source     # joint positions already (HumanML3D's humanact12.zip), whole files
+        file = guard.inside(pose_data if ha12 else amass, rel, f"{where} (source_path)")
+        # index.csv names HumanML3D's .npy of an AMASS source; AMASS holds its .npz
+        rows.append((source, file if ha12 else os.path.splitext(file)[0] + ".npz", ha12, start, end, sid))
+        if len(rows) == limit:
+            break
+    return rows
+
+
 def prepare_amass(args):
     hml, sub = args.humanml3d, os.path.join(args.humanml3d, "HumanML3D")
     base = sub if os.path.isdir(os.path.join(sub, "texts")) else hml
@@ -258,29 +309,18 @@ def prepare_amass(args):
     for need in (args.amass, args.body_model, index_path, texts, *split_paths.values()):
         if not os.path.exists(need):
             raise data.DataError(f"{need} not found\n{AMASS_LAYOUT}")
-    try:
-        rows = [(r["source_path"], int(r["start_frame"]), int(r["end_frame"]), r["new_name"].rsplit(".", 1)[0])
-                for r in csv.DictReader(io.StringIO(data.read_text(index_path), newline=""))][:args.limit or None]
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise data.DataError(f"{index_path}: expected HumanML3D's columns "
-                             f"source_path,start_frame,end_frame,new_name") from None
-    for _, _, _, sid in rows:   # a name becomes a file under --out: no folders, no '..'
-        if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", sid) or ".." in sid:
-            raise data.DataError(f"{index_path}: new_name {sid!r} is not a plain file name")
+    rows = read_index(index_path, args.amass, os.path.join(hml, "pose_data"), args.limit)
     splits = {s: _read_lines(p) for s, p in split_paths.items()}
     train = set(splits["train"])
     by_source = {}
-    for source, start, end, sid in rows:
-        by_source.setdefault(source, []).append((start, end, sid))
+    for source, path, ha12, start, end, sid in rows:
+        by_source.setdefault((source, path, ha12), []).append((start, end, sid))
     models, skipped = {}, Counter()
     with _open_writer(args) as writer:
-        for source, segments in tqdm(by_source.items(), desc="sources"):
-            rel = source.replace("\\", "/").split("pose_data/", 1)[-1]
-            ha12 = "humanact12" in source     # joint positions already (HumanML3D's humanact12.zip), whole files
-            npz = os.path.join(args.amass, os.path.splitext(rel)[0] + ".npz")    # index.csv names HumanML3D's .npy
-            path = os.path.join(hml, "pose_data", rel) if ha12 else npz
+        for (source, path, ha12), segments in tqdm(by_source.items(), desc="sources"):
             if not os.path.exists(path):
-                why = f"sequences whose source is missing ({'humanact12' if ha12 else rel.split('/')[0]})"
+                subset = "humanact12" if ha12 else os.path.relpath(path, args.amass).split(os.sep)[0]
+                why = f"sequences whose source is missing ({subset})"
                 skipped[why] += 2 * len(segments)
                 continue
             if ha12:
@@ -317,7 +357,11 @@ def prepare_amass(args):
 # ----------------------------------------------------------------------------------------------
 # What a pickle of numpy arrays in plain containers may ask for; anything else (os.system, eval, a class)
 # is refused before it is called. Both numpy 1 (numpy.core) and numpy 2 (numpy._core) spellings are mapped
-# to this numpy's own functions.
+# to this numpy's own functions, and what they build is checked first: numpy trusts a pickle's shapes and dtypes
+# (an object array whose state lists fewer items than its shape crashes it; bytes(10**11) is a short pickle).
+_NP_RECONSTRUCT, _NP_SCALAR = np.ndarray(0).__reduce__()[0], np.float64(0).__reduce__()[0]
+
+
 def _latin1(text, encoding="latin1"):
     """_codecs.encode as protocol-2 pickles use it: array bytes stored as latin-1 text; no other codec."""
     if encoding.replace("-", "").lower() != "latin1":
@@ -325,29 +369,87 @@ def _latin1(text, encoding="latin1"):
     return text.encode("latin1")
 
 
-_SAFE_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1}
+def _numbers(dtype):
+    """dtype, when it holds plain numbers: a pickle sets a dtype's state as it likes (object pointers, a 10^11-byte
+    void), so nothing is built from one before this check."""
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "biufc" and not dtype.hasobject and dtype.names is None
+            and dtype.subdtype is None):
+        raise data.DataError(f"refusing to unpickle an array or scalar of {dtype!r}: only numbers are allowed")
+    return dtype
+
+
+class _Array(np.ndarray):
+    """numpy.ndarray as a pickle names it: made empty by _reconstruct, then filled by __setstate__ (BUILD) once its
+    dtype is numbers and its size is charged to the load's budget (charge); never made from a shape."""
+
+    def __new__(cls, *args, **kwargs):
+        raise data.DataError("refusing to unpickle numpy.ndarray(...): arrays are only rebuilt from their bytes")
+
+    def __setstate__(self, state):                 # (version, shape, dtype, is_fortran, raw data)
+        shape, dtype = state[-4], _numbers(state[-3])
+        self.charge(math.prod(shape) * dtype.itemsize)
+        super().__setstate__(state)
+
+
+def _reconstruct(cls, shape, dtype):
+    """numpy's first step of an array: an empty one (numpy's pickles ask for shape (0,)), which BUILD fills."""
+    if not (isinstance(cls, type) and issubclass(cls, _Array)) or math.prod(shape) != 0:
+        raise data.DataError("refusing to unpickle _reconstruct(...) of anything but an empty numpy.ndarray")
+    return _NP_RECONSTRUCT(cls, shape, dtype)
+
+
+def _scalar(dtype, *raw):
+    """numpy's scalar(dtype, bytes): a numpy number."""
+    return _NP_SCALAR(_numbers(dtype), *raw)
+
+
+_SAFE_GLOBALS = {("numpy", "ndarray"): _Array, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _SAFE_GLOBALS[(_mod, "_reconstruct")] = np.ndarray(0).__reduce__()[0]
-    _SAFE_GLOBALS[(_mod, "scalar")] = np.float64(0).__reduce__()[0]
+    _SAFE_GLOBALS[(_mod, "_reconstruct")] = _reconstruct
+    _SAFE_GLOBALS[(_mod, "scalar")] = _scalar
 for _name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bytearray"):
     _SAFE_GLOBALS[("builtins", _name)] = getattr(builtins, _name)
 
 
 class NumpyUnpickler(pickle.Unpickler):
-    """pickle.Unpickler that only builds numpy arrays, numpy scalars and builtin containers."""
+    """pickle.Unpickler that only builds numpy arrays of numbers, numpy scalars and builtin containers, and at most
+    `limit` bytes of them: each allowed call is charged what it makes (bytes(n) before it is made) and each array
+    what its state asks for before numpy allocates it, so a small file cannot ask for 10^11 bytes."""
+
+    def __init__(self, file, limit, **kwargs):
+        super().__init__(file, **kwargs)
+        self.limit = self.left = limit
+        self.array = type("ndarray", (_Array,), {"charge": staticmethod(self.charge)})   # arrays of this load
+
+    def charge(self, n):
+        self.left -= n
+        if self.left < 0:
+            raise data.DataError(f"refusing to unpickle more than {self.limit:,} bytes of arrays and objects, more "
+                                 "than a pickle of this size holds")
 
     def find_class(self, module, name):
+        module = "builtins" if module == "__builtin__" else module      # protocol 2's name for it
         if (module, name) not in _SAFE_GLOBALS:
             raise data.DataError(f"refusing to unpickle {module}.{name}: only numpy arrays and plain containers are "
                                  f"allowed (loading anything else could run code)")
-        return _SAFE_GLOBALS[(module, name)]
+        f = _SAFE_GLOBALS[(module, name)]
+        if f is _Array:
+            return self.array
+
+        def call(*args):
+            if f in (bytes, bytearray) and args and isinstance(args[0], int):
+                self.charge(args[0])               # n zero bytes from a number in the pickle
+            out = f(*args)
+            self.charge(sys.getsizeof(out))        # a copy: of a memoized string, a thousand times over
+            return out
+        return call
 
 
 def load_humanact12(path):
     """humanact12poses.pkl -> (list of (T, 22, 3) joints, list of labels 0..11), through NumpyUnpickler."""
     try:
-        with open(path, "rb") as f:
-            d = NumpyUnpickler(f, encoding="latin1").load()
+        with open(path, "rb") as f:   # a pickle of arrays holds its data once (protocol 2: as text to encode)
+            d = NumpyUnpickler(f, 4 * os.fstat(f.fileno()).st_size + 2 ** 20, encoding="latin1").load()
     except FileNotFoundError:
         raise data.DataError(f"{path} not found: expected ACTOR's humanact12poses.pkl (its README's download of "
                              f"HumanAct12Poses; HumanAct12 itself: github.com/EricGuo5513/action-to-motion)") from None
@@ -402,34 +504,34 @@ def prepare_humanact12(args):
     _summary(writer, {})
 
 
-def main(argv=None):
+def make_parser():
+    Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="source", required=True)
     p = sub.add_parser("amass", help="AMASS + HumanML3D's index.csv, texts and splits -> native-fps dataset")
-    p.add_argument("--amass", required=True, help="AMASS SMPL+H G npz files, a folder per subset (CMU, KIT ...)")
-    p.add_argument("--humanml3d", required=True,
+    p.add_argument("--amass", required=True, type=Path("folder"), help="AMASS SMPL+H G npz files, a folder per subset (CMU, KIT ...)")
+    p.add_argument("--humanml3d", required=True, type=Path("folder"),
                    help="clone of github.com/EricGuo5513/HumanML3D with HumanML3D/texts.zip unpacked")
-    p.add_argument("--body-model", required=True, help="AMASS's body_models/smplh: male/model.npz, female/model.npz")
-    p.add_argument("--humanact12-fps", type=float, default=HUMANACT12_FPS,
+    p.add_argument("--body-model", required=True, type=Path("folder"), help="AMASS's body_models/smplh: male/model.npz, female/model.npz")
+    p.add_argument("--humanact12-fps", type=Float(data.MIN_FPS, data.MAX_FPS), default=HUMANACT12_FPS,
                    help="native rate of index.csv's HumanAct12 rows (15 fps, HumanML3D issue #124)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N rows of index.csv (a quick trial; 0 = all)")
+    p.add_argument("--limit", type=Int(0, 10**7), default=0, help="only the first N rows of index.csv (a quick trial; 0 = all)")
     h = sub.add_parser("humanact12", help="ACTOR's humanact12poses.pkl -> native-fps dataset with action labels")
-    h.add_argument("--pkl", required=True, help="humanact12poses.pkl (read with a numpy-only unpickler)")
-    h.add_argument("--fps", type=float, default=HUMANACT12_FPS,
+    h.add_argument("--pkl", required=True, type=Path("file"), help="humanact12poses.pkl (read with a numpy-only unpickler)")
+    h.add_argument("--fps", type=Float(data.MIN_FPS, data.MAX_FPS), default=HUMANACT12_FPS,
                    help="native rate of HumanAct12 (15 fps, HumanML3D issue #124)")
     for q in (p, h):
-        q.add_argument("--out", required=True, help="output dataset folder (written atomically)")
-        q.add_argument("--force", action="store_true", help="replace --out if it exists")
-    args = parser.parse_args(argv)
-    for flag in ("fps", "humanact12_fps"):
-        if not data.MIN_FPS <= getattr(args, flag, 20.0) <= data.MAX_FPS:   # also false for nan
-            parser.error(f"--{flag.replace('_', '-')}: {data.FPS_RULE}")
+        q.add_argument("--out", required=True, type=Path("any"), help="output dataset folder (written atomically)")
+        q.add_argument("--force", action="store_true", help="replace --out if it is a dataset nerm wrote")
+    return parser
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
     (prepare_amass if args.source == "amass" else prepare_humanact12)(args)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except data.DataError as e:
-        sys.exit(f"error: {e}")
+    guard.report_errors()
+    main()

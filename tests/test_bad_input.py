@@ -71,6 +71,53 @@ def test_meta_fps_must_be_a_rate(small_dataset, tmp_path, fps):
         load(d)
 
 
+# (new lines of meta.csv from its lines and the index k of the first train id's line, the message): {sid} is that
+# id, {line} its line number, {last} the last line's
+@pytest.mark.parametrize("edit, says", [
+    (lambda lines, k: lines + [lines[k]], r"meta.csv:{last}: id {sid} appears twice \(also on line {line}\)"),
+    (lambda lines, k: lines[:k] + [" " + lines[k]] + lines[k + 1:], r"meta.csv:{line}: ' {sid}' is not a plain file"),
+    (lambda lines, k: lines[:k] + ["a/" + lines[k]] + lines[k + 1:], r"meta.csv:{line}: 'a/{sid}' is not a plain file"),
+    (lambda lines, k: lines[:k] + [lines[k] + ",x"] + lines[k + 1:], r"meta.csv:{line}: expected the fields id,fps"),
+    (lambda lines, k: lines[:k] + [lines[k].rsplit(",", 1)[0]] + lines[k + 1:], r"meta.csv:{line}: expected the"),
+    (lambda lines, k: lines[:k] + lines[k + 1:], r"meta.csv has no line for {sid}, which train.txt lists"),
+    (lambda lines, k: lines[:1], r"meta.csv has no line for {sid}, which train.txt lists"),      # a header, no rows
+])
+def test_meta_lists_each_sequence_once_by_its_plain_id(small_dataset, tmp_path, edit, says):
+    """An id given twice or not at all in meta.csv (which would silently be 20 fps) is an error."""
+    d, sid = layout(small_dataset, tmp_path)
+    lines = (d / "meta.csv").read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith(sid + ","))
+    lines = edit(lines, k)
+    (d / "meta.csv").write_text("".join(line + "\n" for line in lines))
+    with pytest.raises(data.DataError, match=says.format(sid=sid, line=k + 1, last=len(lines))):
+        load(d)
+
+
+def test_without_meta_csv_every_sequence_is_at_the_dataset_rate(small_dataset, tmp_path):
+    d, _ = layout(small_dataset, tmp_path)
+    (d / "meta.csv").unlink()                  # HumanML3D's own folders have none
+    assert set(load(d).fps) == {20.0}
+
+
+# ---- split files -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("listed, says", [
+    ("../../outside", r"train.txt:5: '\.\./\.\./outside' is not a plain file name"),
+    ("{tmp}/outside", r"train.txt:5: '{tmp}/outside' is not a plain file name"),
+    ("{sid}", r"train.txt:5: {sid} is listed twice \(also on line 1\)"),
+])
+def test_split_ids_are_plain_names_listed_once(small_dataset, tmp_path, listed, says):
+    """'../../outside' or a full path in train.txt would train on a sequence outside the dataset folder."""
+    d, sid = layout(small_dataset, tmp_path)
+    (d / "meta.csv").unlink()                  # else meta.csv, which has no line for the stranger, would say so
+    for sub, ext in (("new_joint_vecs", "npy"), ("texts", "txt")):
+        shutil.copy(d / sub / f"{sid}.{ext}", tmp_path / f"outside.{ext}")
+    with open(d / "train.txt", "a") as f:
+        f.write(listed.format(tmp=tmp_path, sid=sid) + "\n")
+    with pytest.raises(data.DataError, match=says.format(tmp=tmp_path, sid=sid)):
+        load(d)
+
+
 # ---- .npy files ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(10 ** 9, 263), (10 ** 6, 263)])
@@ -88,6 +135,15 @@ def test_a_huge_npy_header_is_refused_before_any_allocation(small_dataset, tmp_p
     assert peak < 50e6, peak                  # the 4 real sequences, never the 1 GB / 1 TB claimed
 
 
+def _header(text):
+    """A .npy file whose header is text (a Python dict literal, as numpy writes one), then 64 zero bytes."""
+    def write(path):
+        h = text.encode("latin-1")
+        h += b" " * (-(len(h) + 11) % 64) + b"\n"
+        path.write_bytes(b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h + b"\0" * 64)
+    return write
+
+
 def _save_npz(path):
     with open(path, "wb") as f:               # np.savez to an open file keeps the .npy name
         np.savez(f, features=np.zeros((5, 263), np.float32))
@@ -100,6 +156,8 @@ def _save_npz(path):
     (lambda p: np.save(p, np.zeros((5, 263), complex)), r"complex128 \(complex numbers\)"),
     (lambda p: np.save(p, np.zeros(5, [("a", "f4"), ("b", "f4")])), r"\(records\)"),
     (lambda p: p.write_bytes(b"time,x\n0,1\n"), r"cannot read"),
+    (_header("{b'descr': '<f4', 'fortran_order': False, 'shape': (5, 263), }"), r"cannot read"),   # numpy: TypeError
+    (_header("{'descr': '<f4', 'fortran_order': False, 'shape': (5, 263"), r"cannot read"),       # numpy: TokenError
 ])
 def test_an_npy_that_is_not_a_float_array(small_dataset, tmp_path, write, says):
     d, sid = layout(small_dataset, tmp_path)
@@ -141,6 +199,54 @@ def test_text_files_must_be_utf8(small_dataset, tmp_path, where, content, says):
     path = d / "texts" / f"{sid}.txt" if where == "texts" else d / "train.txt"
     path.write_bytes(content)
     with pytest.raises(data.DataError, match=rf"{path.name}{says}"):
+        load(d)
+
+
+@pytest.mark.parametrize("line, says", [
+    ("then it stops#x#2.0#1.0", r":2: the segment ends at 1.0 s, not after its start at 2.0 s"),
+    ("then it stops#x#1.5#1.5", r":2: the segment ends at 1.5 s, not after its start at 1.5 s"),
+    ("then it stops#x#0.0#1000", r":2: the segment ends at 1000 s, after the motion's [\d.]+ s \(\d+ feature rows"),
+    ("then it stops#x#999#1000", r":2: the segment ends at 1000 s, after the motion's"),
+])
+def test_caption_segments_lie_inside_the_motion(small_dataset, tmp_path, line, says):
+    """An empty or reversed segment, or one past the motion's end, would silently cut nothing (x[a:b])."""
+    d, sid = layout(small_dataset, tmp_path)
+    path = d / "texts" / f"{sid}.txt"
+    path.write_text(f"a person walks#a/DET#0.0#0.0\n{line}\n")
+    with pytest.raises(data.DataError, match=rf"{sid}.txt{says}"):
+        load(d)
+
+
+def test_a_segment_may_end_with_the_motion(small_dataset, tmp_path):
+    d, sid = layout(small_dataset, tmp_path)
+    x = np.load(d / "new_joint_vecs" / f"{sid}.npy")
+    fps = float(next(line for line in (d / "meta.csv").read_text().splitlines() if line.startswith(sid + ",")
+                     ).split(",")[1])
+    (d / "texts" / f"{sid}.txt").write_text(f"all of it but the first half second#x#0.5#{len(x) / fps}\n")
+    ms = load(d)
+    assert len(ms.features[ms.names.index(f"{sid}#0")]) == len(x) - round(0.5 * fps)
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.write_text("\n   \n\n"), r": no caption in it; expected lines 'caption#tokens#start#end'"),
+    (lambda p: p.mkdir(), r": cannot read it \(Is a directory\)"),
+])
+def test_a_caption_file_without_captions_or_not_a_file(small_dataset, tmp_path, make, says):
+    """Nothing writes a caption file without a caption (writer.py is given captions; prepare.py skips a sequence
+    without any; a BVH folder's sequence without captions has no file): a blank one is a mistake."""
+    d, sid = layout(small_dataset, tmp_path)
+    path = d / "texts" / f"{sid}.txt"
+    path.unlink()
+    make(path)
+    with pytest.raises(data.DataError, match=rf"{sid}.txt{says}"):
+        load(d)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_caption_file(small_dataset, tmp_path):
+    d, sid = layout(small_dataset, tmp_path)
+    (d / "texts" / f"{sid}.txt").chmod(0)
+    with pytest.raises(data.DataError, match=rf"{sid}.txt: cannot read it \(Permission denied\)"):
         load(d)
 
 
@@ -246,6 +352,42 @@ def test_amass_npz_with_bad_values(tmp_path, change, says):
     path = amass_npz(tmp_path / "bad.npz", **change)
     with pytest.raises(data.DataError, match=rf"bad.npz: {says}"):
         prepare.read_amass(path)
+
+
+def test_a_truncated_or_corrupt_amass_npz_is_one_error_naming_it(tmp_path):
+    raw = amass_npz(tmp_path / "ok.npz").read_bytes()
+    path = tmp_path / "bad.npz"
+    for cut in (0, 30, 600, len(raw) // 2, len(raw) - 30, len(raw) - 1):      # a copy that stopped early
+        path.write_bytes(raw[:cut])
+        with pytest.raises(data.DataError, match=rf"^{path}: .*truncated or corrupt"):
+            prepare.read_amass(path)
+    rng = np.random.default_rng(0)
+    for _ in range(300):                      # a few flipped bytes anywhere: an error naming the file, or it loads
+        damaged = bytearray(raw)
+        for i in rng.integers(len(raw), size=rng.integers(1, 4)):
+            damaged[i] = rng.integers(256)
+        path.write_bytes(bytes(damaged))
+        try:
+            prepare.read_amass(path)
+        except data.DataError as e:
+            assert str(e).startswith(f"{path}: "), e
+
+
+def test_an_npz_header_claiming_a_huge_shape_is_refused_before_any_allocation(tmp_path):
+    raw = amass_npz(tmp_path / "ok.npz").read_bytes()
+    old, new = b"'shape': (10, 156), }" + b" " * 9, b"'shape': (10000000000, 156), }"    # the same header length
+    assert raw.count(old) == 1
+    path = tmp_path / "bad.npz"
+    path.write_bytes(raw.replace(old, new))
+    tracemalloc.start()
+    try:
+        with pytest.raises(data.DataError, match=rf"^{path}: poses.npy claims shape \(10000000000, 156\) of float64 "
+                                                 r"but the archive holds 12,608 bytes for it: truncated or corrupt"):
+            prepare.read_amass(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6, peak                  # never the 12 TB claimed
 
 
 def test_humanact12_with_non_finite_joints_and_rates(tmp_path):

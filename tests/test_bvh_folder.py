@@ -9,6 +9,7 @@ the whole ../shared/realdata folders when present (NERM_REALDATA=<dir> points el
 """
 import csv
 import os
+import signal
 import subprocess
 import sys
 import zlib
@@ -126,6 +127,32 @@ def test_csv_labels_split_files_and_fixed_mode(folder, tmp_path):
     (d / "val.txt").write_text("jump30\nmissing_file\n")
     with pytest.raises(data.DataError, match="val.txt lists \\['missing_file'\\]"):
         bvh.load_bvh_folder(str(d), "val")
+
+
+def test_links_to_folders_are_not_followed_and_links_to_files_are_read(folder, tmp_path):
+    """Two links back to the folder itself (a loop a walk that follows links never leaves: 2^40 paths) and a
+    link to a BVH file elsewhere: the load ends, reads the linked file, and reads no file twice."""
+    src, _ = folder
+    d, elsewhere = tmp_path / "loops", tmp_path / "elsewhere"
+    d.mkdir()
+    elsewhere.mkdir()
+    for stem in list(FILES)[:4]:
+        (d / f"{stem}.bvh").write_bytes((src / f"{stem}.bvh").read_bytes())
+    (elsewhere / "spin120.bvh").write_bytes((src / "spin120.bvh").read_bytes())
+    (d / "spin120.bvh").symlink_to(elsewhere / "spin120.bvh")
+    (d / "again").symlink_to(d, target_is_directory=True)
+    (d / "and_again").symlink_to(".", target_is_directory=True)
+
+    def hung(*_):   # not an OSError, which os.walk would swallow
+        raise RuntimeError("the walk followed the links around the loop")
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        stems = bvh._convert_bvh_folder(str(d))[0]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert stems == sorted(list(FILES)[:4] + ["spin120"])
 
 
 def test_mismatched_hierarchy_names_both_files(folder, tmp_path):

@@ -5,10 +5,12 @@
 Everything is built here: a tiny SMPL+H-shaped body model (52 joints, 2 vertices per joint), AMASS-format npz
 files at 120 and 50 fps, HumanML3D's index.csv / texts / splits, and a humanact12poses.pkl.
 """
+import codecs
 import csv
 import os
 import pickle
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 import torch
 
 import data
+import guard
 import prepare
 
 RIGHT, LEFT = [2, 5, 8, 11, 14, 17, 19, 21], [1, 4, 7, 10, 13, 16, 18, 20]
@@ -293,26 +296,37 @@ def test_amass_captions_splits_and_loader(amass_out):
     np.testing.assert_allclose(np.load(os.path.join(amass_out, "Std.npy")), std, rtol=1e-3, atol=1e-6)
 
 
+def new_process():
+    """What the next command starts with: guard's locks released, nothing written by this process yet."""
+    guard._release()
+    guard._written.clear()
+
+
 def test_existing_output_is_not_overwritten_and_missing_inputs_say_what_is_expected(amass_inputs, tmp_path):
     out, argv = str(tmp_path / "out"), amass_inputs["argv"]
     prepare.main(argv + ["--out", out, "--limit", "1"])
+    new_process()
     before = _vecs(out, "000000")
-    with pytest.raises(data.DataError, match="already exists"):
+    with pytest.raises(guard.OutputError, match="already exists"):
         prepare.main(argv + ["--out", out, "--limit", "2"])
+    new_process()
     assert os.listdir(tmp_path) == ["out"]                                     # no temporary folder left behind
     assert sorted(os.listdir(os.path.join(out, "new_joint_vecs"))) == ["000000.npy", "M000000.npy"]
     np.testing.assert_array_equal(_vecs(out, "000000"), before)
     prepare.main(argv + ["--out", out, "--limit", "2", "--force"])             # replaced on request
+    new_process()
     assert len(os.listdir(os.path.join(out, "new_joint_vecs"))) == 4 and os.listdir(tmp_path) == ["out"]
     bad = argv.copy()
-    bad[2] = str(tmp_path / "nowhere")
-    with pytest.raises(data.DataError, match="amass.is.tue.mpg.de") as e:
+    bad[bad.index("--humanml3d") + 1] = str(tmp_path / "empty")              # a folder without HumanML3D's files
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="(?s)index.csv not found\n.*amass.is.tue.mpg.de") as e:
         prepare.main(bad + ["--out", str(tmp_path / "other")])
     assert "EricGuo5513/HumanML3D" in str(e.value) and "model.npz" in str(e.value)
 
 
-def test_a_new_name_with_a_path_is_refused_before_anything_is_written(amass_inputs, tmp_path):
-    """index.csv's new_name becomes a file name under --out: '../../x' would write outside it."""
+def with_index(amass_inputs, tmp_path, edit):
+    """argv for a HumanML3D folder in tmp_path whose index.csv is the fixture's after edit(rows) (rows[0] is its
+    header; the texts and splits are the fixture's, linked)."""
     hml = tmp_path / "HumanML3D"
     (hml / "HumanML3D").mkdir(parents=True)
     for f in ("texts", "train.txt", "val.txt", "test.txt"):
@@ -320,17 +334,49 @@ def test_a_new_name_with_a_path_is_refused_before_anything_is_written(amass_inpu
         (hml / "HumanML3D" / f).symlink_to(src, target_is_directory=src.is_dir())
     with open(amass_inputs["root"] / "HumanML3D" / "index.csv", newline="") as f:
         rows = list(csv.reader(f))
-    rows[2][3] = "../../x.npy"                                   # the second source, so the first is fine
+    edit(rows)
     with open(hml / "index.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     argv = amass_inputs["argv"].copy()
     argv[argv.index("--humanml3d") + 1] = str(hml)
+    return argv
+
+
+@pytest.mark.parametrize("name, says", [
+    ("../../x.npy", r"index.csv:3 \(new_name\): '\.\./\.\./x' is not a plain file name"),
+    ("000000.npy", r"index.csv:3: new_name 000000 appears twice \(also on line 2\)"),
+])
+def test_a_new_name_with_a_path_or_given_twice_is_refused_before_anything_is_written(amass_inputs, tmp_path, name,
+                                                                                       says):
+    """index.csv's new_name becomes a file name under --out: '../../x' would write outside it, a second 000000
+    over the first."""
+    argv = with_index(amass_inputs, tmp_path, lambda rows: rows[2].__setitem__(3, name))   # the second source
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     out = tmp_path / "a" / "b" / "out"
-    with pytest.raises(data.DataError, match=r"new_name '\.\./\.\./x' is not a plain file name"):
+    with pytest.raises(data.DataError, match=says):
         prepare.main(argv + ["--out", str(out)])
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before          # no out, no temp folder, no x.npy
     assert not list(amass_inputs["root"].rglob("x.npy"))
+
+
+@pytest.mark.parametrize("source, listed", [
+    ("./pose_data/../secret/x_poses.npy", "../secret/x_poses.npy"),
+    ("{secret}/x_poses.npy", "{secret}/x_poses.npy"),
+    ("./pose_data/humanact12/../../secret/x_poses.npy", "humanact12/../../secret/x_poses.npy"),
+])
+def test_an_index_source_outside_its_folder_is_refused(amass_inputs, tmp_path, source, listed):
+    """index.csv's source_path names the file read: with '..' or as a full path it would read outside --amass
+    (here an AMASS file beside it, which would be converted as sequence 000004)."""
+    amass, secret = tmp_path / "amass", tmp_path / "secret"
+    shutil.copytree(amass_inputs["root"] / "amass", amass)
+    secret.mkdir()
+    shutil.copy(amass / "CMU" / "01" / "01_01_poses.npz", secret / "x_poses.npz")
+    argv = with_index(amass_inputs, tmp_path, lambda rows: rows[5].__setitem__(0, source.format(secret=secret)))
+    argv[argv.index("--amass") + 1] = str(amass)
+    with pytest.raises(data.DataError, match=rf"index.csv:6 \(source_path\): '{listed.format(secret=secret)}' is "
+                                             r"not a path inside"):
+        prepare.main(argv + ["--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_damaged_source_stops_prepare_with_nothing_written(amass_inputs, tmp_path):
@@ -347,7 +393,8 @@ def test_a_damaged_source_stops_prepare_with_nothing_written(amass_inputs, tmp_p
     with pytest.raises(data.DataError, match=r"HDM_dg_01_poses.npz: non-finite values \(NaN or inf\) in poses, "
                                              r"frame 500"):
         prepare.main(argv + ["--out", str(tmp_path / "out")])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["amass"]        # no out, no temporary folder
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".nerm-lock")] == ["amass"]   # no out, no
+    # temporary folder (the lock on out is held until the process ends)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,6 +449,44 @@ def test_humanact12_pickle_with_a_forbidden_global_is_refused_unexecuted(tmp_pat
     with pytest.raises(data.DataError, match=r"refusing to unpickle ((posix|os|nt)\.system|builtins\.eval|_codecs)"):
         prepare.load_humanact12(str(path))
     assert not marker.exists()
+
+
+class _Asks:
+    """Pickles as the call `reduce` (a function, its arguments[, the state BUILD gives the result]): what a crafted
+    file may ask the allowed functions for."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+_EMPTY = np.ndarray(0).__reduce__()[:2]    # numpy's own first step of every array: _reconstruct(ndarray, (0,), 'b')
+
+
+@pytest.mark.parametrize("asks, says", [
+    (lambda: _Asks(bytes, (10 ** 11,)), "more than"),
+    (lambda: _Asks(bytearray, (10 ** 9,)), "more than"),
+    (lambda: _Asks(np.ndarray, ((10 ** 11,),)), r"numpy\.ndarray\(\.\.\.\)"),
+    (lambda: _Asks(_EMPTY[0], (np.ndarray, (10 ** 11,), b"b")), r"_reconstruct\(\.\.\.\) of anything but an empty"),
+    (lambda: _Asks(*_EMPTY, (1, (2,), np.dtype("O"), False, [1.0, 2.0])), r"dtype\('O'\): only numbers"),
+    (lambda: [_Asks(codecs.encode, (s, "latin1")) for s in ["x" * 10 ** 5] for _ in range(10 ** 4)], "more than"),
+])
+def test_humanact12_pickle_asking_for_absurd_sizes_is_refused(tmp_path, asks, says):
+    """A pickle of a few bytes may ask an allowed call for 10^11 bytes (bytes(n), an array of a shape), copy one
+    string 10^4 times, or give an object array a state numpy trusts (a list shorter than its shape crashes it):
+    what the unpickler makes is bounded by the file's size, and its arrays hold numbers."""
+    path = tmp_path / "humanact12poses.pkl"
+    path.write_bytes(pickle.dumps({"joints3D": [asks()], "y": [0]}, protocol=2))
+    tracemalloc.start()
+    try:
+        with pytest.raises(data.DataError, match=rf"^{path}: refusing to unpickle .*{says}"):
+            prepare.load_humanact12(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6, peak
 
 
 def test_humanact12_dataset_actions_split_and_up_axis(tmp_path):
