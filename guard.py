@@ -217,7 +217,9 @@ def _lock(path):
 
 
 @atexit.register
-def _release():
+def release():
+    """End every claim of this process (its locks go), as its exit does; reset() also forgets what it wrote:
+    the next claim is then judged as a new run's (tests use it between runs in one process)."""
     for _, fd, lock in _claims.values():
         try:
             os.unlink(lock)
@@ -225,6 +227,11 @@ def _release():
             pass
         os.close(fd)
     _claims.clear()
+
+
+def reset():
+    release()
+    _written.clear()
 
 
 def _rule(path):

@@ -21,11 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(autouse=True)
 def release():
     """Claims live until the process ends; each test starts and ends with none."""
-    guard._release()
-    guard._written.clear()
+    guard.reset()
     yield
-    guard._release()
-    guard._written.clear()
+    guard.reset()
 
 
 def files(folder):
@@ -58,8 +56,7 @@ def test_force_never_replaces_a_folder_holding_what_nerm_did_not_write(tmp_path)
                 w.add("a", __import__("numpy").zeros((3, 263)), __import__("numpy").zeros((4, 22, 3)), 20.0,
                       ["a person#a/DET#0.0#0.0"], train=True)
                 w.finish({"train": ["a"], "val": [], "test": []})
-            guard._release()
-            guard._written.clear()
+            guard.reset()
         assert guard.recorded(str(out))
         if extra == "link":
             os.symlink(home / "thesis.tex", out / "texts" / "b.txt")
@@ -148,7 +145,7 @@ def test_a_full_disk_while_writing_a_dataset_is_one_line_and_leaves_nothing(tmp_
         with writer.DatasetWriter(str(out), SMPL22) as w:
             for sid in ("a", "b"):
                 w.add(sid, np.zeros((3, 263)), np.zeros((4, 22, 3)), 20.0, ["a person#a/DET#0.0#0.0"], train=True)
-    guard._release()
+    guard.release()
     assert files(tmp_path) == []
 
 
@@ -189,7 +186,7 @@ def test_two_runs_never_write_one_output_and_a_killed_run_releases_it(tmp_path):
         other.kill()                                # SIGKILL: no atexit; the kernel drops its lock
         other.wait()
     assert guard.claim(path) == path                # the stale lock file is taken over
-    guard._release()
+    guard.release()
     assert files(tmp_path) == []                    # and removed at the end
 
 

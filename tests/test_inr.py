@@ -347,7 +347,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert nerm.load_file(str(path))["step"] == 1 and left == [".nerm-manifest", "inr.pt"]
     nerm.save_checkpoint({"step": 3}, str(path))
     assert nerm.load_file(str(path))["step"] == 3
-    guard._release()
+    guard.release()
     assert sorted(os.listdir(tmp_path)) == [".nerm-manifest", "inr.pt"]
 
 

@@ -298,8 +298,7 @@ def test_amass_captions_splits_and_loader(amass_out):
 
 def new_process():
     """What the next command starts with: guard's locks released, nothing written by this process yet."""
-    guard._release()
-    guard._written.clear()
+    guard.reset()
 
 
 def test_existing_output_is_not_overwritten_and_missing_inputs_say_what_is_expected(amass_inputs, tmp_path):

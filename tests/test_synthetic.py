@@ -146,7 +146,7 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys)
     assert [p for p in os.listdir(tmp_path) if not p.startswith(".nerm-lock")] == ["mine"]   # held until exit
     synthetic.main(["--out", str(tmp_path / "new"), "--num", "10"])
     assert "wrote 10 sequences" in capsys.readouterr().out and len(os.listdir(tmp_path / "new" / "texts")) == 10
-    guard._release()
+    guard.release()
     assert sorted(os.listdir(tmp_path)) == ["mine", "new"]
 
 
