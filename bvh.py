@@ -634,13 +634,17 @@ def _labels(data_dir, lengths):
 
 
 def _motion_set(data_dir, split, fps_mode, min_seconds):
-    """One split as a data.MotionSet without statistics."""
-    stems, feats, fps, skeleton = _convert_bvh_folder(data_dir)
-    ids = _split_ids(data_dir, stems, split)
-    index = {s: i for i, s in enumerate(stems)}
-    texts, actions = _labels(data_dir, {s: (len(feats[index[s]]), fps[index[s]]) for s in ids})
-    items = [(s, feats[index[s]], fps[index[s]], texts.get(s, []), actions.get(s, "")) for s in ids]
-    ms = data.motion_set(items, skeleton, fps_mode, min_seconds)
+    """One split as a data.MotionSet without statistics, read from its store (data.stored: converted once)."""
+    def build():
+        stems, feats, fps, skeleton = _convert_bvh_folder(data_dir)
+        ids = _split_ids(data_dir, stems, split)
+        index = {s: i for i, s in enumerate(stems)}
+        texts, actions = _labels(data_dir, {s: (len(feats[index[s]]), fps[index[s]]) for s in ids})
+        return skeleton, [(s, feats[index[s]], fps[index[s]], texts.get(s, []), actions.get(s, "")) for s in ids]
+    if not data_dir or not os.path.isdir(data_dir):
+        raise data.DataError(f"BVH directory {data_dir!r} not found\n{BVH_LAYOUT}")
+    sources = [os.path.join(d, f) for d, _, files in os.walk(data_dir) for f in files]   # every file it may read
+    ms = data.stored(f"bvh {split} split of {os.path.abspath(data_dir)}", sources, build, fps_mode, min_seconds)
     if not len(ms):
         raise data.DataError(f"{data_dir}: no usable sequences (of at least {min_seconds:g} s) in the {split} split\n"
                              f"{BVH_LAYOUT}")

@@ -10,8 +10,10 @@ Shape letters: T frames, J joints, D feature width (263 for 22 joints), N sequen
 import csv
 import hashlib
 import io
+import json
 import math
 import os
+import time
 import tokenize
 from dataclasses import dataclass, fields
 
@@ -131,9 +133,10 @@ def resolve_skeleton(s):
                             "or stores its own")
         return SKELETONS[s]
     try:
-        return Skeleton(**{k: tuples(v) for k, v in s.items()})
+        skeleton = Skeleton(**{k: tuples(v) for k, v in s.items()})
     except (AttributeError, TypeError) as e:
         raise DataError(f"the checkpoint's skeleton is not readable ({e})") from None
+    return next((b for b in SKELETONS.values() if b == skeleton), skeleton)   # a built-in one is that one
 
 
 def forward_kinematics(local_rot, root_pos, skeleton):
@@ -533,6 +536,7 @@ class MotionSet:
     skeleton: object = SMPL22
     mean: np.ndarray = None       # (D,) statistics of the train split, per-second units
     std: np.ndarray = None
+    store: object = None          # a Store when features are views of one on disk (load_dataset), else None
 
     def __len__(self):
         return len(self.names)
@@ -540,21 +544,37 @@ class MotionSet:
     def durations(self):
         return np.array([(len(x) - 1) / f for x, f in zip(self.features, self.fps)])
 
+    def rows(self, i, a, b):
+        """Frames a .. b-1 of sequence i, (b - a, D) float32 per second: one read from the store (nothing is
+        mapped into the process), or a slice of the features in memory."""
+        return self.store.read(i, a, b) if self.store is not None else np.asarray(self.features[i][a:b], np.float32)
+
     def subset(self, keep):
         """The sequences whose indices are in keep, same statistics."""
-        return MotionSet([self.names[i] for i in keep], [self.features[i] for i in keep], self.fps[list(keep)],
+        keep = list(keep)
+        return MotionSet([self.names[i] for i in keep], [self.features[i] for i in keep], self.fps[keep],
                          [self.captions[i] for i in keep], [self.actions[i] for i in keep], self.skeleton,
-                         self.mean, self.std)
+                         self.mean, self.std, self.store and self.store.subset(keep))
 
 
-def fingerprint(ms, rows=64):
+def _digest(h, name, x, fps, caps, action, rows=64):
+    """Add one sequence to the hash h: its name, shape, rate, captions and action, and up to `rows` evenly
+    spaced frames (a cheap content hash: any edit of a sequence moves its frames)."""
+    h.update(repr((name, x.shape, float(fps), list(caps), action)).encode())
+    h.update(np.ascontiguousarray(x[np.linspace(0, len(x) - 1, min(rows, len(x))).astype(int)], np.float32).tobytes())
+
+
+def fingerprint(ms):
     """A hex digest of what a run trained on, for --resume to compare: the names in their order, each
-    sequence's length and rate, its captions and action, the statistics, and up to `rows` evenly spaced frames
-    of every sequence (a cheap content hash: any edit of a sequence's values moves its frames)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, x, fps, caps, action in zip(ms.names, ms.features, ms.fps, ms.captions, ms.actions):
-        h.update(repr((name, x.shape, float(fps), list(caps), action)).encode())
-        h.update(np.ascontiguousarray(x[np.linspace(0, len(x) - 1, min(rows, len(x))).astype(int)], np.float32).tobytes())
+    sequence's length, rate, captions, action and 64 of its frames (_digest; a stored set's was taken when its
+    store was built), and the statistics."""
+    if ms.store is not None and ms.store.digest:
+        h = hashlib.blake2b(ms.store.digest.encode(), digest_size=16)
+    else:
+        h = hashlib.blake2b(digest_size=16)
+        for seq in zip(ms.names, ms.features, ms.fps, ms.captions, ms.actions):
+            _digest(h, *seq)
+        h = hashlib.blake2b(h.hexdigest().encode(), digest_size=16)
     for stat in (ms.mean, ms.std):
         h.update(b"-" if stat is None else np.ascontiguousarray(stat, np.float32).tobytes())
     return h.hexdigest()
@@ -616,14 +636,28 @@ def group_std(std, skeleton):
     return np.maximum(std, 1e-3)
 
 
-def _layout_items(name, data_dir, split, skeleton):
-    """(id, per-frame features, fps, [(caption, start, end)], action) of one split in the HumanML3D layout."""
+def _layout_files(name, data_dir, split):
+    """The ids of one split in the HumanML3D layout that have both files (HumanML3D's split files list ids that
+    some preparations drop; T2M skips them too), and every file the split's content comes from."""
     layout = LAYOUT + ("\n" + KIT_SOURCE if name == "kit" else "")
     if not data_dir or not os.path.isdir(data_dir):
         raise DataError(f"dataset directory {data_dir!r} not found\n{layout}")
     for need in ("new_joint_vecs", "texts", f"{split}.txt"):
         if not os.path.exists(os.path.join(data_dir, need)):
             raise DataError(f"{data_dir} has no {need}\n{layout}")
+    ids, files = [], [os.path.join(data_dir, f) for f in (f"{split}.txt", "meta.csv")
+                      if os.path.exists(os.path.join(data_dir, f))]
+    for sid in read_ids(os.path.join(data_dir, f"{split}.txt")):
+        pair = [os.path.join(data_dir, "new_joint_vecs", sid + ".npy"), os.path.join(data_dir, "texts", sid + ".txt")]
+        if all(os.path.exists(p) for p in pair):
+            ids.append(sid)
+            files += pair
+    return ids, files
+
+
+def _layout_items(name, data_dir, split, skeleton, ids):
+    """(id, per-frame features, fps, [(caption, start, end)], action) of the ids of one split in the HumanML3D
+    layout, each file checked as it is read."""
     meta, meta_path = None, os.path.join(data_dir, "meta.csv")
     if os.path.exists(meta_path):    # then it rates every sequence: one left out is not silently taken at 20 fps
         meta, reader = {}, csv.DictReader(io.StringIO(read_text(meta_path), newline=""))
@@ -635,11 +669,9 @@ def _layout_items(name, data_dir, split, skeleton):
             if sid in meta:
                 raise DataError(f"{where}: id {sid} appears twice (also on line {meta[sid][2]}); expected each once")
             meta[sid] = (check_fps(row["fps"], f"{where} (id {sid})"), row.get("action") or "", reader.line_num)
-    for sid in read_ids(os.path.join(data_dir, f"{split}.txt")):
+    for sid in ids:
         vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
         txt_path = os.path.join(data_dir, "texts", sid + ".txt")
-        if not os.path.exists(vec_path) or not os.path.exists(txt_path):
-            continue  # HumanML3D's split files list ids that some preparations drop; T2M skips them too
         if meta is not None and sid not in meta:
             raise DataError(f"{meta_path} has no line for {sid}, which {split}.txt lists; expected a line "
                             f"'{sid},<fps>[,<action>]' for every sequence")
@@ -649,52 +681,191 @@ def _layout_items(name, data_dir, split, skeleton):
         yield sid, x.astype(np.float32), fps, read_texts(txt_path, rows=len(x), fps=fps), action
 
 
-def motion_set(items, skeleton, fps_mode="native", min_seconds=1.0):
-    """(id, per-frame features (T, D), fps, [(caption, start_s, end_s)], action) items -> MotionSet (features per
-    second, no statistics): what every dataset loader shares, whatever its files look like.
+def pieces(items, fps_mode="native", min_seconds=1.0):
+    """(id, per-frame features (T, D), fps, [(caption, start_s, end_s)], action) items -> (name, features per
+    second, fps, captions, action) pieces, one at a time: what every dataset loader shares, whatever its files.
 
     Sub-segments of a text file ('#start#end' not 0) become sequences of their own, as in T2M's loader.
     Sequences shorter than min_seconds are left out. fps_mode 'fixed' resamples every sequence to 20 fps
     afterwards: the peers' preprocessing, our baseline.
     """
-    names, feats, fpss, caps, acts = [], [], [], [], []
     for sid, x, fps, texts, action in items:
         x = features_per_second(x, fps)
         whole = [c for c, start, end in texts if start == 0.0 and end == 0.0]
         parts = [(c, start, end) for c, start, end in texts if start != 0.0 or end != 0.0]
-        pieces = [(sid, x, whole)] if whole or not parts else []
+        cuts = [(sid, x, whole)] if whole or not parts else []
         for k, (caption, start, end) in enumerate(parts):
             a, b = int(round(start * fps)), int(round(end * fps))
-            pieces.append((f"{sid}#{k}", x[a:b], [caption]))
-        for pid, px, pcaps in pieces:
+            cuts.append((f"{sid}#{k}", x[a:b], [caption]))
+        for pid, px, pcaps in cuts:
             if (len(px) - 1) / fps < min_seconds:
                 continue
             if fps_mode == "fixed":
-                px = resample(px, fps, 20.0)
-            names.append(pid)
-            feats.append(px)
-            fpss.append(20.0 if fps_mode == "fixed" else fps)
-            caps.append(pcaps)
-            acts.append(action)
-    return MotionSet(names, feats, np.array(fpss), caps, acts, skeleton)
+                yield pid, resample(px, fps, 20.0), 20.0, pcaps, action
+            else:
+                yield pid, px, fps, pcaps, action
+
+
+def motion_set(items, skeleton, fps_mode="native", min_seconds=1.0):
+    """The pieces of items (see pieces) as one MotionSet in memory, no statistics."""
+    got = list(pieces(items, fps_mode, min_seconds))
+    names, feats, fps, caps, acts = (list(c) for c in zip(*got)) if got else ([], [], [], [], [])
+    return MotionSet(names, feats, np.array(fps, dtype=np.float64), caps, acts, skeleton)
+
+
+class Moments:
+    """Per-channel mean and std of many (T, D) arrays, merged one at a time (Chan et al.'s pairwise update:
+    one pass, no sum-of-squares cancellation, never the whole split in memory)."""
+
+    def __init__(self, dim):
+        self.n, self.mean, self.m2 = 0, np.zeros(dim), np.zeros(dim)
+
+    def add(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        n, mean = len(x), x.mean(0)
+        delta = mean - self.mean
+        self.n += n
+        self.mean += delta * n / self.n
+        self.m2 += ((x - mean) ** 2).sum(0) + delta ** 2 * n * (self.n - n) / self.n
+
+    def std(self):
+        return np.sqrt(self.m2 / self.n)
 
 
 def train_statistics(train):
-    """(mean, std) of a train MotionSet's rows, per-second units; std is HumanML3D's, one per channel group."""
-    allx = np.concatenate(train.features, 0)
-    return allx.mean(0), group_std(allx.std(0), train.skeleton)
+    """(mean, std) of a train MotionSet's rows, per-second units; std is HumanML3D's, one per channel group.
+    A stored set's were taken when its store was built."""
+    if train.store is not None:
+        return train.store.mean, group_std(train.store.std, train.skeleton)
+    m = Moments(train.skeleton.feature_dim)
+    for x in train.features:
+        m.add(x)
+    return m.mean, group_std(m.std(), train.skeleton)
+
+
+# ----------------------------------------------------------------------------------------------
+# The store: one split in one contiguous file, built once, read by every process
+# ----------------------------------------------------------------------------------------------
+# AMASS at native rates is ~12 M frames (13 GB of float32). A split is converted once into STORE/<key>/:
+# features.f32, every sequence's (T_i, D) rows one after another, and index.json (names, rates, lengths,
+# captions, actions, the rows' statistics, a digest). Readers map it (np.memmap: a sequence costs memory only
+# when it is read) and the clip sampler reads each clip with one pread, so a training process's memory does
+# not grow with the dataset, and processes share the file through the page cache. A store is rebuilt when
+# its key (folder, split, fps mode), a source file's size or modification time, or STORE_VERSION changes;
+# one that is half-written or damaged (its size, its index, 64 sampled rows) is rebuilt, never read.
+STORE = os.environ.get("NERM_STORE", os.path.join("data", "store"))
+STORE_VERSION = 1
+
+
+class Store:
+    """One split's rows on disk; read(i, a, b) gives frames a .. b-1 of sequence i with one pread."""
+
+    def __init__(self, path, dim, offset, length, mean=None, std=None, digest=None):
+        self.path, self.dim, self.offset, self.length = path, dim, np.asarray(offset), np.asarray(length)
+        self.mean, self.std, self.digest, self.fd = mean, std, digest, None
+
+    def read(self, i, a, b):
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        n = (b - a) * self.dim * 4
+        buf = os.pread(self.fd, n, int(self.offset[i] + a) * self.dim * 4)
+        if len(buf) != n:
+            raise DataError(f"{self.path}: shorter than its index says (changed while in use?); run again to rebuild it")
+        return np.frombuffer(buf, np.float32).reshape(b - a, self.dim)
+
+    def subset(self, keep):
+        return Store(self.path, self.dim, self.offset[keep], self.length[keep])
+
+
+def stored(key, sources, build, fps_mode="native", min_seconds=1.0):
+    """One split as a MotionSet whose features are views of its store (see above), built when missing, stale or
+    damaged from build() -> (skeleton, the loader's (id, features, fps, texts, action) items): every file is
+    checked then, once. key names the split (its folder and split); sources are the files its content comes from."""
+    sig = hashlib.blake2b(repr((STORE_VERSION, key, fps_mode, min_seconds, [
+        (p, st.st_size, st.st_mtime_ns) for p in sorted(sources) for st in [os.stat(p)]])).encode(),
+        digest_size=16).hexdigest()
+    tag = f"{key}-{fps_mode}-{min_seconds:g}"
+    folder = os.path.join(STORE, f"{guard.name(tag, 60)}-{hashlib.blake2b(tag.encode(), digest_size=6).hexdigest()}")
+    index = _read_index(folder, sig)
+    if index is None:
+        t0 = time.time()
+        guard.claim(folder, force=True)               # only a store nerm wrote is ever replaced
+        with guard.Folder(folder) as out:
+            skeleton, items = build()
+            _build(out.tmp, pieces(items, fps_mode, min_seconds), skeleton, sig)
+            out.commit()
+        index = _read_index(folder, sig)
+        print(f"stored {key} ({len(index['names'])} sequences, {index['rows']} frames, fps mode {fps_mode}) "
+              f"in {folder} in {time.time() - t0:.0f} s")
+    D, rows, length = index["dim"], index["rows"], index["length"]
+    path = os.path.join(folder, "features.f32")
+    flat = np.memmap(path, np.float32, "r", shape=(rows, D)) if rows else np.zeros((0, D), np.float32)
+    offset = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    store = Store(path, D, offset, length, np.array(index["mean"]), np.array(index["std"]), index["digest"])
+    return MotionSet(index["names"], [flat[o:o + n] for o, n in zip(offset, length)],
+                     np.array(index["fps"], dtype=np.float64), index["captions"], index["actions"],
+                     resolve_skeleton(index["skeleton"]), store=store)
+
+
+def _build(folder, pieces_, skeleton, sig):
+    """Write pieces into folder (features.f32 + index.json) one at a time: never the whole split in memory."""
+    D = skeleton.feature_dim
+    index = {"version": STORE_VERSION, "source": sig, "dim": D, "names": [], "length": [], "fps": [],
+             "captions": [], "actions": []}
+    moments, h = Moments(D), hashlib.blake2b(digest_size=16)
+    with open(os.path.join(folder, "features.f32"), "wb") as f:
+        for name, x, fps, caps, action in pieces_:
+            f.write(np.ascontiguousarray(x, np.float32).tobytes())
+            moments.add(x)
+            _digest(h, name, x, fps, caps, action)
+            for k, v in zip(("names", "length", "fps", "captions", "actions"), (name, len(x), float(fps), list(caps), action)):
+                index[k].append(v)
+    empty = not index["names"]
+    index.update(rows=int(sum(index["length"])), digest=h.hexdigest(), skeleton=skeleton_to_dict(skeleton),
+                 mean=[0.0] * D if empty else moments.mean.tolist(), std=[1.0] * D if empty else moments.std().tolist(),
+                 check=_check_rows(os.path.join(folder, "features.f32"), D))
+    with open(os.path.join(folder, "index.json"), "w", encoding="utf-8") as f:
+        json.dump(index, f)
+
+
+def _check_rows(path, D, n=64):
+    """A hash of the size of a features file and of n evenly spaced rows: what damage to it changes."""
+    size = os.path.getsize(path)
+    rows = size // (4 * D)
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        for r in np.linspace(0, max(rows - 1, 0), min(n, rows)).astype(int):
+            f.seek(int(r) * 4 * D)
+            h.update(f.read(4 * D))
+    return h.hexdigest()
+
+
+def _read_index(folder, sig):
+    """The index of the store in folder when it is whole and current, else None (then it is rebuilt)."""
+    path = os.path.join(folder, "features.f32")
+    try:
+        with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+        ok = index["version"] == STORE_VERSION and index["source"] == sig and \
+            index["check"] == _check_rows(path, index["dim"])          # the file's size and 64 of its rows
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return index if ok else None
 
 
 def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1.0, with_stats=True):
-    """Load one split of a dataset in the HumanML3D layout -> MotionSet (features per second); see motion_set
-    for fps_mode and min_seconds. A folder of BVH files is read by bvh.load_bvh_folder instead."""
+    """Load one split of a dataset in the HumanML3D layout -> MotionSet (features per second) read from its
+    store (built on first use: see stored); see pieces for fps_mode and min_seconds. A folder of BVH files
+    is read by bvh.load_bvh_folder instead."""
     if name == "bvh":
         raise DataError("a folder of BVH files is loaded by bvh.load_bvh_folder(data_dir, split), "
                         "not data.load_dataset")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     skeleton = DATASETS[name]
-    ms = motion_set(_layout_items(name, data_dir, split, skeleton), skeleton, fps_mode, min_seconds)
+    ids, files = _layout_files(name, data_dir, split)
+    ms = stored(f"{name} {split} split of {os.path.abspath(data_dir)}", files,
+                lambda: (skeleton, _layout_items(name, data_dir, split, skeleton, ids)), fps_mode, min_seconds)
     if not len(ms):
         raise DataError(f"{data_dir}: no usable sequences (of at least {min_seconds:g} s) in the {split} split\n"
                         f"{LAYOUT}")
@@ -759,20 +930,20 @@ class ClipSampler:
     drawn (a sequence shorter than m frames gives its native rate and repeats its last frame).
     `lowpass`: a target at native / k is the box average of the k native frame intervals around it, the
     anti-aliasing that goes with the integrated time encoding (nerm.TimeEncoding): a clip at 20 fps then
-    holds what a 20 fps camera sees. Features are normalized with the train statistics; velocity channels
-    are per second, so they mean the same at every rate. All sequences live in one flat tensor, so memory
-    depends on m, never on the sequence's framerate; times are in seconds and the model normalizes them
-    itself (nerm.INRDecoder), so the sampler hands it each clip's sequence duration too.
+    holds what a 20 fps camera sees. Each clip's frames are read from the MotionSet (MotionSet.rows: one read
+    of the store per clip) and normalized with the train statistics, so the sampler holds no copy of the data
+    and memory depends on m and the batch, never on the dataset or the framerate. Velocity channels are per
+    second, so they mean the same at every rate; times are in seconds and the model normalizes them itself
+    (nerm.INRDecoder), so the sampler hands it each clip's sequence duration too.
     """
 
     def __init__(self, ms, mean, std, lowpass=False):
-        self.flat = torch.from_numpy((np.concatenate(ms.features, 0) - mean) / std).float()  # (sum T_i, D)
+        self.ms, self.lowpass = ms, lowpass
+        self.mean, self.std = torch.as_tensor(mean).float(), torch.as_tensor(std).float()
         lengths = np.array([len(x) for x in ms.features])
-        self.offset = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).long()
         self.length = torch.from_numpy(lengths).long()
         self.fps = torch.from_numpy(ms.fps).float()
         self.duration = torch.from_numpy((lengths - 1) / ms.fps).float()
-        self.lowpass = lowpass
 
     def __len__(self):
         return len(self.length)
@@ -805,13 +976,19 @@ class ClipSampler:
     def gather(self, idx, frame, k):
         """Normalized features (B, m, D) of sequences idx (B,) at native frames frame (B, m), each one, or with
         lowpass the box of k (B,) frame intervals around it (end frames of an even box weigh 1/2), clamped
-        to the sequence."""
-        base, last = self.offset[idx, None], self.length[idx, None] - 1
-        if not self.lowpass:
-            return self.flat[base + frame]
-        half = int(k.max()) // 2
-        out = 0
-        for o in range(-half, half + 1):                         # offsets |o| <= k / 2 around each frame
-            w = ((2 * abs(o) < k).float() + 0.5 * (2 * abs(o) == k).float()) / k.float()   # (B,)
-            out = out + w[:, None, None] * self.flat[base + (frame + o).clamp(min=0).minimum(last)]
-        return out
+        to the sequence. Each clip reads the rows from its first to its last frame (and the box around them)."""
+        half = int(k.max()) // 2 if self.lowpass else 0
+        out = np.empty(tuple(frame.shape) + (self.mean.shape[0],), np.float32)
+        for b, (i, f, kb) in enumerate(zip(idx.tolist(), frame.numpy(), k.tolist())):
+            last = int(self.length[i]) - 1
+            lo, hi = max(int(f[0]) - half, 0), min(int(f[-1]) + half, last)
+            span = self.ms.rows(i, lo, hi + 1)                   # (hi - lo + 1, D) per second
+            if not self.lowpass:
+                out[b] = span[f - lo]
+                continue
+            out[b] = 0
+            for o in range(-half, half + 1):                     # offsets |o| <= k / 2 around each frame
+                w = ((2 * abs(o) < kb) + 0.5 * (2 * abs(o) == kb)) / kb
+                if w:
+                    out[b] += np.float32(w) * span[np.clip(f + o, 0, last) - lo]
+        return (torch.from_numpy(out) - self.mean) / self.std

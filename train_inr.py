@@ -158,16 +158,19 @@ if __name__ == "__main__":
     # The initial weights may differ too: DDP copies rank 0's parameters (latent table included) to all
     torch.manual_seed(args.seed + rank)
     ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None   # nerm's own file: --resume replaces it
-    if rank == 0:   # one process writes: it claims --out (and the embedded dataset on first use), the others wait
+    def load():   # the train and val splits, mapped from their stores (data.stored)
+        return (open_dataset(args, "train", args.fps_mode), open_dataset(args, "val", args.fps_mode),
+                open_dataset(args, "val", "native"))
+    if rank == 0:   # one process writes: it claims --out, makes the embedded dataset and the stores on first use
         guard.claim(args.out, force=args.force or args.resume, inputs=[args.data_dir or os.path.join("data", args.data)],
                     remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
                     resumed=ckpt is not None)
         generate_if_missing(args)
-    if world > 1:
+        train_set, val_fit, val_gt = load()
+    if world > 1:   # the others wait, then map the same files
         dist.barrier()
-    train_set = open_dataset(args, "train", args.fps_mode)
-    val_fit = open_dataset(args, "val", args.fps_mode)
-    val_gt = open_dataset(args, "val", "native")
+    if rank > 0:
+        train_set, val_fit, val_gt = load()
     sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, lowpass=args.integrated)
     if rank == 0:
         print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 import guard
-from data import SMPL22, DataError, check_fps, features_per_frame, features_per_second, group_std
+from data import SMPL22, DataError, Moments, check_fps, features_per_frame, features_per_second, group_std
 
 
 class DatasetWriter:
@@ -31,9 +31,7 @@ class DatasetWriter:
         for sub in ("new_joint_vecs", "new_joints", "texts"):
             os.makedirs(os.path.join(self.tmp, sub))
         self.meta, self.dropped = [], []          # (id, fps, action) of each written sequence; ids left out
-        # train statistics in per-second units, merged one sequence at a time (count, mean, squared deviations)
-        D = skeleton.feature_dim
-        self.n, self.mean, self.m2 = 0, np.zeros(D), np.zeros(D)
+        self.moments = Moments(skeleton.feature_dim)   # train statistics in per-second units, one sequence at a time
 
     def add(self, sid, features, joints, fps, lines, action="", train=False):
         """Write one sequence: features (T-1, D) per frame at fps (joints_to_features' rows), the joints
@@ -52,13 +50,8 @@ class DatasetWriter:
         with open(os.path.join(self.tmp, "texts", sid + ".txt"), "w", encoding="utf-8") as f:
             f.write("".join(line.rstrip("\n") + "\n" for line in lines))
         self.meta.append((sid, fps, action))
-        if train:   # Chan et al.'s pairwise update: one pass over the data, no sum-of-squares cancellation
-            x = features_per_second(features, fps).astype(np.float64)
-            n, mean = len(x), x.mean(0)
-            delta = mean - self.mean
-            self.n += n
-            self.mean += delta * n / self.n
-            self.m2 += ((x - mean) ** 2).sum(0) + delta ** 2 * n * (self.n - n) / self.n
+        if train:
+            self.moments.add(features_per_second(features, fps))
         return True
 
     def finish(self, splits):
@@ -72,11 +65,11 @@ class DatasetWriter:
             w = csv.writer(f)
             w.writerow(["id", "fps", "action"])
             w.writerows(self.meta)
-        if self.n == 0:
+        if self.moments.n == 0:
             raise DataError("no sequence of the train split was written: nothing to compute Mean/Std from")
         # stored per frame at the skeleton's nominal rate, exactly as HumanML3D's files (see _statistics)
-        std = group_std(np.sqrt(self.m2 / self.n), self.skeleton)
-        for name, v in (("Mean", self.mean), ("Std", std)):
+        std = group_std(self.moments.std(), self.skeleton)
+        for name, v in (("Mean", self.moments.mean), ("Std", std)):
             np.save(os.path.join(self.tmp, f"{name}.npy"), features_per_frame(v, self.skeleton.fps).astype(np.float32))
         self.folder.commit()
 
