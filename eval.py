@@ -1,7 +1,8 @@
 """
 Evaluate NeRM: the T2M text->motion (or action->motion) table at 20 fps, and stage 1's held-out MRE and
 the framerate table at 20/40/60/100/120 fps (detail-FD, mean joint acceleration, clip-FID; each model decoded
-directly and at 20 fps then interpolated). Methods, and what each figure means: RESULTS.md.
+directly and at 20 fps then interpolated; at 100-120 fps, the band error of reconstructions against the true
+motion). Methods, and what each figure means: RESULTS.md.
 
     python eval.py                                                    # text->motion table of runs/diffusion.pt + Real row
     python eval.py --ckpt runs/diffusion.pt runs/diffusion_fixed.pt   # native vs the fixed-20-fps baseline
@@ -476,6 +477,105 @@ def acceleration_spectrum(clips, rate, skeleton):
     return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
 
 
+# ---- band error: the decoded 10-60 Hz band against the true one, frame by frame (issue 20) ----
+
+BAND_HZ = (10.0, 60.0)   # above what a 20 fps system can hold (its Nyquist, 10 Hz), up to what 120 fps holds
+BAND_RATES = tuple(r for r in EVAL_FPS if r >= 100)   # the rates whose frames hold most of that band
+
+
+def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
+    """(T, ...) a signal sampled at `rate` -> (T, ...) its part from lo to hi Hz, frame by frame (T >= 3).
+
+    The line through the first and last frames is taken off, the rest is written as a sine series,
+    sum_k b_k sin(pi k t / t_end) (DST-I, computed as the FFT of its odd extension, period 2 (T - 1) frames),
+    and the terms at lo <= k rate / (2 (T - 1)) <= hi Hz are kept. Why not the FFT of the sequence itself,
+    even after taking off a least-squares line: the FFT wraps the last frame onto the first, and a motion
+    that ends moving breaks there in slope, which leaks into the band (~1/f^2): on the embedded data's
+    100-120 fps sequences that leak is a third of the band energy of the root-relative joint positions and
+    98% of the global ones'. The odd extension is continuous in value and in slope at both ends; only its
+    break in acceleration leaks (~1/f^3; under 1% there). Why not the signal minus a smooth low-pass: the
+    band starts at lo exactly (the terms are 1 / (2 t_end) Hz apart), where a filter's skirt would keep part
+    of 5-10 Hz and drop part of 10-15 Hz. Defined on any clip of 3 frames or more; the price is that the band
+    is 0 at the two end frames (the odd extension's zeros), for the truth and the prediction alike."""
+    T = len(x)
+    assert T >= 3, T
+    s = (np.arange(T) / (T - 1)).reshape(-1, *[1] * (x.ndim - 1))          # (T, 1, ...) from 0 to 1
+    y = x - (x[:1] + (x[-1:] - x[:1]) * s)                                  # 0 at both end frames
+    ext = np.concatenate([y, -y[-2:0:-1]])                                  # (2 (T - 1), ...) odd about both ends
+    spec = np.fft.rfft(ext, axis=0)
+    f = np.fft.rfftfreq(len(ext), 1.0 / rate)                               # k rate / (2 (T - 1)) Hz
+    spec[(f < lo) | (f > hi)] = 0
+    return np.fft.irfft(spec, len(ext), axis=0)[:T]
+
+
+def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
+    """How far pred's lo..hi Hz band (band_pass) is from true's, frame by frame, phase included: per joint,
+    the energy of band(pred) - band(true) over the energy of band(true), each summed over frames and axes;
+    then the mean over joints. 0: the true band. 1: no band at all, what a decoder without detail scores.
+    The true band delayed by a phase phi: 2 - 2 cos(phi); a band of the true energy but unrelated to it: 2.
+    Above 1, what the band holds adds more error than it removes: noise, not detail.
+
+    pred, true: (T, J, 3) positions in metres at `rate`, aligned frame by frame, or two lists of such
+    sequences, whose energies are then summed per joint before the ratio (a sequence that hardly moves
+    weighs little, rather than dividing by almost nothing). A joint without true band energy (one that
+    never moves) is left out. At 100 fps the band stops at 50 Hz, the rate's Nyquist."""
+    if isinstance(true, np.ndarray):
+        pred, true = [pred], [true]
+    err = ref = 0.0
+    for p, q in zip(pred, true, strict=True):
+        assert p.shape == q.shape, (p.shape, q.shape)
+        band = band_pass(q, rate, lo, hi)
+        miss = band_pass(p - q, rate, lo, hi)          # = band(p) - band(q): the band-pass is linear
+        err, ref = err + (miss ** 2).sum((0, 2)), ref + (band ** 2).sum((0, 2))       # (J,) each
+    keep = ref > 0
+    return float(np.mean(err[keep] / ref[keep]))
+
+
+def ric_positions(x, skeleton):
+    """(T, D) features -> (T, J - 1, 3) the joints' positions relative to the root in its facing frame, metres."""
+    return x[:, data.feature_slices(skeleton)["ric"]].reshape(len(x), -1, 3).astype(np.float64)
+
+
+def recorded_at(ms, rate):
+    """Indices of the sequences of MotionSet ms recorded at `rate`."""
+    return [i for i, f in enumerate(ms.fps) if abs(f - rate) <= 1e-6 * rate]
+
+
+def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
+    """Band errors at `rate` over the sequences of MotionSet ms recorded at that rate (so the truth is their own
+    frames, never an interpolation), on root-relative joint positions (ric_positions, what detail-FD reads):
+    a fitted decoder's global positions also carry the drift of its integrated root velocity and heading
+    (its global MRE is ~5x the root-relative one), slow errors that would turn the true band with them.
+    Without a decoder, the real motion through 20 fps (resampled to 20 fps, interpolated back):
+    {"linear": e, "cubic": e}. With one, latents z (len(ms), Z) decoded for `seconds` (len(ms),), directly at
+    the rate and at 20 fps then interpolated: {"direct": e, "linear": e, "cubic": e}; a decoded motion
+    shorter than its sequence (a fixed-20-fps fit) is compared on its own frames. {} if none is at the rate."""
+    idx = recorded_at(ms, rate)
+    if not idx:
+        return {}
+    if decoder is None:
+        preds = {kind: [data.interpolate(data.resample(ms.features[i], rate, EVAL_RATE), EVAL_RATE,
+                                         np.arange(len(ms.features[i])) / rate, kind) for i in idx]
+                 for kind in ("linear", "cubic")}
+    else:
+        preds = {"direct": [], "linear": [], "cubic": []}
+        for c in range(0, len(idx), chunk):
+            part = idx[c:c + chunk]
+            zp, sp = z[torch.tensor(part)], torch.from_numpy(seconds[part])
+            direct = nerm.decode(decoder, zp, rate, sp).cpu().numpy()              # (B, T, D) padded
+            low = nerm.decode(decoder, zp, EVAL_RATE, sp).cpu().numpy()            # (B, T20, D) padded
+            for x, x20, q in zip(direct, low, part):
+                T = min(len(ms.features[q]), nerm.num_frames(rate, seconds[q]))
+                preds["direct"].append(x[:T])
+                for kind in ("linear", "cubic"):
+                    preds[kind].append(data.interpolate(x20[:nerm.num_frames(EVAL_RATE, seconds[q])], EVAL_RATE,
+                                                        np.arange(T) / rate, kind))
+    sk = ms.skeleton
+    return {k: band_error([ric_positions(x, sk) for x in p], [ric_positions(ms.features[q][:len(x)], sk)
+                                                               for x, q in zip(p, idx)], rate)
+            for k, p in preds.items()}
+
+
 class ClipEncoder(nn.Module):
     """clip-FID's encoder for one rate: temporal convolutions over a clip's frames, mean-pooled -> (B, E)."""
 
@@ -557,8 +657,9 @@ def ci_text(values):
 def print_table(title, rows, cols, first="motions"):
     """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± its 95% t-interval."""
     print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
-    for name, res in rows:
-        print(f"| {name} | " + " | ".join(ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
+    for name, res in rows:   # a cell: values over the replications, one float (a figure without them), or none
+        print(f"| {name} | " + " | ".join(f"{res[c]:.3f}" if isinstance(res.get(c), float) else
+                                          ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
 
 
 def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
@@ -740,17 +841,22 @@ def clip_sources(path, val, args):
 BY_FPS = {"clip_fid": "clip-FID: the per-rate clip encoders' Fréchet distance to real val clips",
           "detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
           "acceleration": "mean root-relative joint acceleration, m/s^2"}
+BAND_TITLE = (f"; band @r: band error {BAND_HZ[0]:g}-{BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
+              "r fps against their own frames, root-relative joints, one figure: 0 the true band, 1 none, > 1 noise")
 
 
 def clip_fid_table(args):
     """The framerate table: clip-FID, detail-FD and mean joint acceleration of clips at each fps, for the
     real floors (test clips, val clips through 20 fps and back) and each checkpoint's rows, decoded directly
-    at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do."""
+    at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do; beside
+    detail-FD at 100-120 fps, the band error of the fit rows and of real motion through 20 fps (band_rows;
+    in the JSON, detail_fd[row][rate]["band_error"])."""
     train = load_split(args.data, args.data_dir, "train")
     val, test = load_split(args.data, args.data_dir, "val"), load_split(args.data, args.data_dir, "test")
     ce, sk = get_evaluator(args, train, "nerm-clip-evaluator"), val.skeleton
     plans, ref = {}, {}
     rows = {key: defaultdict(lambda: defaultdict(list)) for key in BY_FPS}
+    band = defaultdict(dict)      # label -> rate -> band error: whole sequences, one figure (no replications)
     spectra = defaultdict(lambda: defaultdict(list))     # label -> rate -> per replication, the clips' mean spectrum
 
     def add(label, rep, rate, clips):
@@ -771,8 +877,12 @@ def clip_fid_table(args):
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
+    for rate in BAND_RATES:
+        for kind, e in band_rows(val, rate).items():
+            band[f"real via 20 fps, {kind}"][rate] = e
     print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
-          + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}")
+          + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}; band error: the val "
+          "sequences recorded at " + ", ".join(f"{r} fps ({len(recorded_at(val, r))})" for r in BAND_RATES))
     for path in args.clip_fid:
         t0 = time.time()
         for label, decoder, z_fn in clip_sources(path, val, args):
@@ -783,11 +893,19 @@ def clip_fid_table(args):
                     for kind in ("linear", "cubic"):
                         add(f"{path} ({label} @20 + {kind})", rep, rate,
                             decoded_clips(decoder, z, seconds, plans[rep, rate], rate, EVAL_RATE, kind))
+            if label == "fit":    # the band error needs the true motion: only a reconstruction has one
+                z, seconds = z_fn(0)
+                for rate in BAND_RATES:
+                    for kind, e in band_rows(val, rate, decoder, z, seconds).items():
+                        band[f"{path} (fit{'' if kind == 'direct' else ' @20 + ' + kind})"][rate] = e
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
-    cols = [f"@{r}" for r in EVAL_FPS]
+    cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in BAND_RATES]
     for key, title in BY_FPS.items():
-        print_table(title + (" (lower is better)" if key != "acceleration" else ""),
-                    [(k, {f"@{r}": v for r, v in d.items()}) for k, d in rows[key].items()], cols, "rows")
+        beside = key == "detail_fd"   # the band error beside detail-FD, in the rows that have it
+        print_table(title + (" (lower is better)" if key != "acceleration" else "") + BAND_TITLE * beside,
+                    [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
+                                                                   if beside}}) for k, d in rows[key].items()],
+                    cols + bands * beside, "rows")
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
@@ -795,6 +913,9 @@ def clip_fid_table(args):
                 [(label, dict(zip(bins, np.array(d[top]).T.tolist()))) for label, d in spectra.items()], bins, "rows")
     out = {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
            for key, table in rows.items()}
+    for label, d in band.items():
+        for r, e in d.items():
+            out["detail_fd"][label][str(r)]["band_error"] = e
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
     return out
 

@@ -1,10 +1,13 @@
-"""eval.py's T2M metrics, as T2M (EricGuo5513/text-to-motion) computes them, against closed forms and
-independent formulas: python -m pytest -q tests/test_metrics.py"""
+"""eval.py's T2M metrics, as T2M (EricGuo5513/text-to-motion) computes them, and the framerate table's figures
+(mean acceleration, the band error), against closed forms and independent formulas:
+python -m pytest -q tests/test_metrics.py"""
 import math
 
 import numpy as np
 import pytest
+import torch
 
+import data
 from eval import diversity, fid, matching_distance, mean_ci, multimodality, r_precision
 
 
@@ -202,7 +205,6 @@ def test_mean_acceleration_of_sinusoids_is_the_closed_form():
     sinc^2 = (sin(w h / 2) / (w h / 2))^2, within (w h)^2 / 12 of 1. The directions are oblique, so a norm over
     the wrong axis, a mean of |components| or a sum instead of a mean is far off; the factor separates the rates."""
     from eval import mean_acceleration
-    import data
     rng = np.random.default_rng(0)
     K, m, J1, w = 5, 40, 21, 2 * math.pi * 3.0                    # 3 Hz
     A = rng.uniform(0.05, 0.3, J1)                                # m
@@ -221,3 +223,168 @@ def test_mean_acceleration_of_sinusoids_is_the_closed_form():
         assert mean_acceleration(clips, rate, data.SMPL22) == pytest.approx(want, rel=1e-9), rate
         if rate == 20.0:                                          # 3 Hz at 20 fps: 7% below the true acceleration
             assert sinc2 == pytest.approx(0.9281, abs=1e-4)
+
+
+# ---- the band error: the 10-60 Hz band against the true one (eval.band_pass, eval.band_error) ----
+
+def burst_motion(t, t_end, a, u, b, v, phase, f_lo=3.0, f_hi=25.0):
+    """(T, J, 3): joint j moves along u_j as a_j sin(2 pi f_lo t), a term of the sine series itself (2 f_lo t_end
+    whole), plus along v_j a burst b_j sin^4(pi t / t_end) sin(2 pi f_hi t + phase_j): its band, at any phase,
+    since the envelope stops it at both ends (value and three derivatives 0), so the odd extension hardly
+    breaks there. Only the burst lies in 10-60 Hz (its frequencies: f_hi +- 2 / t_end)."""
+    w = np.sin(np.pi * t / t_end) ** 4
+    low = a[:, None] * u * np.sin(2 * np.pi * f_lo * t)[:, None, None]                       # (T, J, 3)
+    burst = b[:, None] * v * (w[:, None] * np.sin(2 * np.pi * f_hi * t[:, None] + phase))[..., None]
+    return low + burst
+
+
+def test_band_error_of_a_phase_shifted_band_is_two_minus_two_cos_phi():
+    """The true band delayed by phi_j in joint j: each joint's error energy is |b_j (e^{i phi_j} - 1)|^2 / |b_j|^2
+    = 2 - 2 cos(phi_j) of its band's, whatever b_j; the figure is their mean over joints (an energy-weighted
+    mean, or a measure blind to phase, is far off). Missing the band: 1; a band scaled by g: (1 - g)^2;
+    anything added below 10 Hz (a 3 Hz term, a line): 0; the truth: 0."""
+    from eval import band_error
+    rng = np.random.default_rng(0)
+    rate, t_end, J = 120.0, 2.0, 6
+    t = np.arange(int(t_end * rate) + 1) / rate
+    a, b = rng.uniform(0.05, 0.3, J), rng.uniform(0.002, 0.05, J)              # m: a slow swing, a 25 Hz burst
+    u, v = rng.standard_normal((J, 3)), rng.standard_normal((J, 3))
+    psi = rng.uniform(0, 2 * math.pi, J)
+    true = burst_motion(t, t_end, a, u, b, v, psi)
+    assert band_error(true, true, rate) == 0.0
+    for phi in (0.3, math.pi / 3, 2.0, math.pi):
+        assert band_error(burst_motion(t, t_end, a, u, b, v, psi + phi), true, rate) == pytest.approx(
+            2 - 2 * math.cos(phi), abs=1e-9), phi
+    phi = rng.uniform(0, math.pi, J)
+    assert band_error(burst_motion(t, t_end, a, u, b, v, psi + phi), true, rate) == pytest.approx(
+        np.mean(2 - 2 * np.cos(phi)), abs=1e-9)
+    assert band_error(burst_motion(t, t_end, a, u, 0 * b, v, psi), true, rate) == pytest.approx(1.0, abs=1e-9)
+    for g in (0.5, 1.5, 3.0):
+        assert band_error(burst_motion(t, t_end, a, u, g * b, v, psi), true, rate) == pytest.approx((1 - g) ** 2, abs=1e-9)
+    slow = burst_motion(t, t_end, 2 * a, -u, b, v, psi) + rng.standard_normal((J, 3)) * (1 + 0.4 * t[:, None, None])
+    assert band_error(slow, true, rate) < 1e-18
+
+
+def test_band_pass_is_the_sine_series_of_the_sequence_less_its_end_line():
+    """eval.band_pass against its definition written out: y = x less the line through its end frames;
+    y_n = sum_k c_k sin(pi k n / (T - 1)) with c_k = 2 / (T - 1) sum_n y_n sin(pi k n / (T - 1)), k = 1 .. T - 2
+    (the sines are orthogonal on n = 1 .. T - 2); keep the terms at lo <= k rate / (2 (T - 1)) <= hi Hz."""
+    from eval import band_pass
+    rng = np.random.default_rng(1)
+    for T, rate, lo, hi in ((50, 120.0, 10.0, 60.0), (37, 100.0, 10.0, 60.0), (64, 60.0, 5.0, 20.0), (3, 120.0, 0.0, 60.0)):
+        x = rng.standard_normal((T, 4, 3)).cumsum(0)                              # a random walk: ends apart
+        n = np.arange(T)
+        y = x - x[0] - (x[-1] - x[0]) * (n / (T - 1))[:, None, None]
+        k = np.arange(1, T - 1)
+        S = np.sin(np.pi * np.outer(n, k) / (T - 1))                              # (T, T - 2)
+        c = 2 / (T - 1) * np.einsum("nk,nja->kja", S, y)
+        np.testing.assert_allclose(np.einsum("nk,kja->nja", S, c), y, atol=1e-9)   # the series is the sequence
+        f = k * rate / (2 * (T - 1))
+        keep = (f >= lo) & (f <= hi)
+        want = np.einsum("nk,kja->nja", S[:, keep], c[keep])
+        np.testing.assert_allclose(band_pass(x, rate, lo, hi), want, atol=1e-9, err_msg=f"T {T}, rate {rate}")
+
+
+def test_band_error_edges_and_rate():
+    """Terms of the sine series at k rate / (2 (T - 1)) Hz, k / 4 Hz on 2 s: the band holds lo and hi themselves,
+    nothing beyond; the frequencies are in Hz whatever the rate, and at 100 fps the band stops at 49.75 Hz."""
+    from eval import band_error
+    for rate in (100.0, 120.0):
+        t = np.arange(int(2.0 * rate) + 1) / rate
+        term = lambda f: np.sin(2 * np.pi * f * t)[:, None, None] * np.ones((1, 2, 3))   # noqa: E731
+        true = term(9.75) + term(10.0) + term(rate / 2 - 0.25)                   # below, at lo, at the top
+        assert band_error(true - term(9.75), true, rate) < 1e-20                  # 9.75 Hz: not in the band
+        assert band_error(true - term(10.0), true, rate) == pytest.approx(0.5, abs=1e-9)
+        assert band_error(true - term(rate / 2 - 0.25), true, rate) == pytest.approx(0.5, abs=1e-9)
+        true = term(19.75) + term(20.0) + term(30.0) + term(30.25)
+        for f, share in ((19.75, 0.0), (20.0, 0.5), (30.0, 0.5), (30.25, 0.0)):
+            assert band_error(true - term(f), true, rate, lo=20.0, hi=30.0) == pytest.approx(share, abs=1e-9), f
+
+
+def test_band_error_sums_sequences_before_the_ratio_and_skips_still_joints():
+    """Two sequences: one misses its band (error energy E_1), the other has it exactly (0); the figure is
+    E_1 / (E_1 + E_2), not the mean of 1 and 0, the energy of a band term b sin(2 pi f t) over T frames being
+    b^2 (T - 1) / 2 (2 f t_end whole). A joint that never moves has no band to miss and is left out (0 / 0)."""
+    from eval import band_error
+    rate = 120.0
+
+    def motion(seconds, b):                   # (T, 3, 3): joint 0 swings at 2 Hz with a 30 Hz band b, joint 1 at 40 Hz 2b
+        t = np.arange(int(seconds * rate) + 1) / rate
+        x = np.zeros((len(t), 3, 3))
+        x[:, 0, 0] = 0.3 * np.sin(2 * np.pi * 2 * t) + b * np.sin(2 * np.pi * 30 * t)
+        x[:, 1, 2] = 2 * b * np.sin(2 * np.pi * 40 * t)
+        x[:, 2] = [0.1, 0.9, 0.2]                                                # joint 2 stands still
+        return x
+
+    x1, x2, missing = motion(1.0, 0.02), motion(3.0, 0.01), motion(1.0, 0.0)
+    e1, e2 = 0.02 ** 2 * (len(x1) - 1) / 2, 0.01 ** 2 * (len(x2) - 1) / 2          # joint 0's; joint 1's are 4x both
+    assert band_error([missing, x2], [x1, x2], rate) == pytest.approx(e1 / (e1 + e2), rel=1e-9)
+    assert band_error(missing, x1, rate) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_band_error_of_white_noise_in_the_band():
+    """The band replaced by white noise of its own energy (per joint and axis): 2 + a cross term of mean 0,
+    so above 1: noise, not detail. The truth plus band noise of r times the band's energy: exactly r."""
+    from eval import band_error, band_pass
+    rng = np.random.default_rng(2)
+    rate, J = 120.0, 8
+    t = np.arange(int(4.0 * rate) + 1) / rate
+    true = (rng.uniform(0.1, 0.3, (J, 3)) * np.sin(2 * np.pi * 1.5 * t[:, None, None] + rng.uniform(0, 6, (J, 3)))
+            + band_pass(rng.standard_normal((len(t), J, 3)), rate) * rng.uniform(0.001, 0.01, (J, 3)))
+    band = band_pass(true, rate)
+    noise = band_pass(rng.standard_normal(true.shape), rate)                   # white from 10 to 60 Hz
+    noise *= np.sqrt((band ** 2).sum(0) / (noise ** 2).sum(0))                 # the band's energy, per joint and axis
+    assert 1.8 < band_error(true - band + noise, true, rate) < 2.2
+    for r in (0.1, 1.0, 4.0):
+        assert band_error(true + math.sqrt(r) * noise, true, rate) == pytest.approx(r, rel=1e-9)
+
+
+class Replay(torch.nn.Module):
+    """A decoder stand-in (nerm.decode's interface) whose latent z[:, 0] names a recording of a MotionSet that it
+    reads at the times asked (linear between frames, exact on them): a decoder that knows the truth."""
+
+    def __init__(self, ms):
+        super().__init__()
+        self.ms = ms
+        self.register_buffer("mean", torch.zeros(ms.features[0].shape[1]))
+        self.register_buffer("std", torch.ones(ms.features[0].shape[1]))
+
+    def forward(self, z, t, duration, fps):
+        return torch.stack([torch.from_numpy(data.interpolate(self.ms.features[int(q)], self.ms.fps[int(q)],
+                                                              ti.double().numpy())) for q, ti in zip(z[:, 0], t)])
+
+
+def test_band_rows_of_an_exact_decoder_and_of_real_motion_through_20fps():
+    """eval.band_rows, the framerate table's band error: motions whose root-relative joints stand still but for a
+    30 Hz term b_j sin(2 pi 30 t), which is 0 at every 20 fps frame (sin(3 pi k)): through 20 fps, linear or
+    cubic, they keep no band at all, so real motion through 20 fps scores exactly 1. A decoder replaying the
+    recordings scores 0 directly and, decoded at 20 fps then interpolated, what real motion through 20 fps
+    scores; replaying them with half the band, (1 - 1/2)^2 = 1/4; only the sequences recorded at the rate count."""
+    from eval import band_rows
+    rng = np.random.default_rng(3)
+    sk, ric = data.SMPL22, data.feature_slices(data.SMPL22)["ric"]
+    v, offset = rng.standard_normal((21, 3)), rng.uniform(-0.5, 1.5, (21, 3))
+
+    def motion(fps, seconds, b):
+        t = np.arange(int(seconds * fps) + 1) / fps
+        x = rng.standard_normal((len(t), 263)).astype(np.float32)       # other channels: never read
+        x[:, ric] = (offset + b * v * np.sin(2 * np.pi * 30 * t)[:, None, None]).reshape(len(t), -1)
+        return x
+
+    specs = [(120.0, 2.0), (100.0, 2.0), (120.0, 1.5), (60.0, 2.0)]
+    feats = [motion(f, s, 0.01) for f, s in specs]
+    ms = data.MotionSet(list("abcd"), feats, np.array([f for f, _ in specs]), [[""]] * 4, [""] * 4, sk)
+    half = data.MotionSet(list("abcd"), [x.copy() for x in feats], ms.fps, [[""]] * 4, [""] * 4, sk)
+    for x in half.features:
+        x[:, ric] = (x[:, ric] + offset.reshape(-1)) / 2                 # offset + b v sin / 2
+    z, seconds = torch.arange(4.0)[:, None], ms.durations()
+    for rate in (100.0, 120.0):
+        real = band_rows(ms, rate)
+        assert real == pytest.approx({"linear": 1.0, "cubic": 1.0}, abs=1e-6), rate
+        exact = band_rows(ms, rate, Replay(ms), z, seconds)
+        assert exact["direct"] < 1e-9 and exact["linear"] == pytest.approx(1.0, abs=1e-6), (rate, exact)
+        assert exact["cubic"] == pytest.approx(1.0, abs=1e-6), (rate, exact)
+        assert band_rows(ms, rate, Replay(half), z, seconds)["direct"] == pytest.approx(0.25, abs=1e-5)   # float32 times
+        # a fit 1/40 s shorter than its sequence (fixed-rate training sees its 20 fps frames): compared on its frames
+        assert band_rows(ms, rate, Replay(ms), z, seconds - 1 / 40)["direct"] < 1e-9
+    assert band_rows(ms, 50.0) == {} and band_rows(ms, 50.0, Replay(ms), z, seconds) == {}
