@@ -7,6 +7,7 @@ The two long runs, never part of the default: the README quick start, and the pa
     python bench.py --only train         # stage-1 step: time and peak memory by clip framerate
     python bench.py --only sample        # seconds per 10 s, 120 fps motion from text: DDPM-1000 and DDIM-50
     python bench.py --only quickstart    # the README quick start from scratch, timed step by step (~10 min)
+    python bench.py --only memory --data-dir data/synthetic data/synthetic_20k   # training's peak memory by data size
     python bench.py --only ablations     # 6 stage-1 variants trained and evaluated, the paper's tables (~45 min)
     python bench.py --only ablations --ablation-steps 200 --ablation-dir /tmp/abl   # a tiny CPU run of the same
     python bench.py --device cuda --json runs/bench_gpu.json
@@ -40,7 +41,7 @@ import nerm
 ROOT = os.path.dirname(os.path.abspath(__file__))   # where the scripts are
 Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart", "ablations"],
+parser.add_argument("--only", default="all", choices=["all", "decode", "train", "sample", "quickstart", "ablations", "memory"],
                     help="one section only (quickstart and ablations are never part of 'all': they train models)")
 parser.add_argument("--device", type=guard.device, default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
 parser.add_argument("--json", type=Path("any"), default="runs/bench.json", help="where to write the figures")
@@ -54,7 +55,13 @@ parser.add_argument("--diffusion", type=Path("any"), default="runs/diffusion.pt"
                     help="stage-2 checkpoint for the sampling section (random weights when absent)")
 parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
                     help="ablations: the dataset to train and evaluate on")
-parser.add_argument("--data-dir", type=Path("any"), default=None, help="ablations: its directory (default: data/<name>)")
+parser.add_argument("--data-dir", type=Path("any"), nargs="+", default=None,
+                    help="ablations: its directory (default: data/<name>); memory: one or more embedded datasets")
+parser.add_argument("--scripts", type=Path("folder"), default=None,
+                    help="memory: the checkout whose train_inr.py is measured (default: this one; an older commit's to compare)")
+parser.add_argument("--memory-steps", type=Int(1, 10**6), default=600, help="memory: training steps of each run")
+parser.add_argument("--processes", type=Int(1, 64), nargs="+", default=[1, 2],
+                    help="memory: the process counts to run (1: plain python; N > 1: torchrun, one thread each)")
 parser.add_argument("--ablation-steps", type=Int(1, 10**7), default=3000, help="ablations: training steps of each variant")
 parser.add_argument("--ablation-dir", type=Path("any"), default="runs/ablations",
                     help="ablations: where the checkpoints and eval.json go (finished variants are kept: a rerun resumes)")
@@ -370,6 +377,74 @@ def bench_quickstart(args, results):
     results["quickstart"] = {"machine": machine(), "rows": rows, "total_s": total}
 
 
+def tree_rss(pid):
+    """Resident memory (bytes) of process pid and all its descendants, from /proc (Linux)."""
+    kids = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(p))
+        except OSError:
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        q = todo.pop()
+        todo += kids.get(q, [])
+        try:
+            with open(f"/proc/{q}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) * 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def peak_rss(cmd, env):
+    """Run cmd -> (its output, the peak over its run of the summed resident memory of it and its descendants,
+    polled every 50 ms, bytes)."""
+    with tempfile.TemporaryFile("w+") as out:
+        p, peak = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env), 0
+        while p.poll() is None:
+            peak = max(peak, tree_rss(p.pid))
+            time.sleep(0.05)
+        out.seek(0)
+        text = out.read()
+    if p.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed:\n" + "\n".join(text.splitlines()[-15:]))
+    return text, peak
+
+
+def bench_memory(args, results):
+    """Peak resident memory and steps/s of train_inr.py (one process, and torchrun with two of one thread each)
+    on each embedded dataset of --data-dir (made with train_inr.py --num-synthetic N --data-dir DIR)."""
+    scripts = args.scripts or ROOT
+    rows, tmp = [], tempfile.mkdtemp(prefix="nerm_memory_")
+    flags = ["--steps", str(args.memory_steps), "--eval-every", "0", "--eval-seqs", "4", "--fit-steps", "5",
+             "--save-every", str(10**6), "--device", "cpu"]
+    print(f"\n## train_inr.py peak memory on {machine()} ({scripts}, {args.memory_steps} steps)")
+    print("| data | processes | train frames | peak RSS, all processes (GB) | steps/s | store built (s) |\n|---|---|---|---|---|---|")
+    try:
+        for d in args.data_dir or [os.path.join("data", "synthetic")]:
+            for n in args.processes:
+                launch = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+                                             if n > 1 else [])
+                out = os.path.join(tmp, f"inr_{n}.pt")
+                env = {**os.environ, "OMP_NUM_THREADS": "1" if n > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
+                text, peak = peak_rss(launch + [os.path.join(scripts, "train_inr.py"), "--data-dir", d, "--out", out,
+                                                *flags], env)
+                os.remove(out)
+                trained = [line.split() for line in text.splitlines() if line.startswith("trained steps")][-1]
+                frames = [line for line in text.splitlines() if "train sequences," in line][-1].split(", ")[1]
+                built = [float(line.rsplit(" in ", 1)[1].split()[0]) for line in text.splitlines() if line.startswith("stored ")]
+                rows.append({"data": d, "processes": n, "frames": frames, "peak_rss_gb": peak / 1e9,
+                             "steps_per_s": args.memory_steps / float(trained[4]), "store_build_s": sum(built)})
+                r = rows[-1]
+                print(f"| {d} | {n} | {frames} | {r['peak_rss_gb']:.2f} | {r['steps_per_s']:.1f} | "
+                      f"{r['store_build_s']:.0f} |", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["memory"] = {"machine": machine(), "scripts": scripts, "rows": rows}
+
+
 # the paper's stage-1 ablations: (name, train_inr.py flags)
 VARIANTS = [("codebook", []), ("sinusoidal", ["--time-enc", "sinusoidal"]), ("none", ["--time-enc", "none"]),
             ("no_variational", ["--no-variational"]), ("no_time_norm", ["--no-time-norm"]),
@@ -380,7 +455,7 @@ def bench_ablations(args, results):
     """Train the six stage-1 variants (train_inr.py; a finished one is skipped, an unfinished one resumed),
     measure them with eval.py --mre --clip-fid, and print the paper's tables from eval.py's JSON."""
     t0, paths = time.time(), {}
-    data_flags = ["--data", args.data] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    data_flags = ["--data", args.data] + (["--data-dir", args.data_dir[0]] if args.data_dir else [])
     for name, flags in VARIANTS:
         paths[name] = path = os.path.join(args.ablation_dir, name + ".pt")
         if os.path.exists(path) and nerm.load_checkpoint(path, stage=1)["step"] >= args.ablation_steps:
@@ -454,5 +529,7 @@ if __name__ == "__main__":
         bench_quickstart(args, results)
     if args.only == "ablations":
         bench_ablations(args, results)
+    if args.only == "memory":
+        bench_memory(args, results)
     guard.write_text(args.json, json.dumps(results, indent=1))
     print(f"\nwrote {args.json}")
