@@ -795,8 +795,7 @@ def stored(key, sources, build, fps_mode="native", min_seconds=1.0):
             _build(out.tmp, pieces(items, fps_mode, min_seconds), skeleton, sig)
             out.commit()
         index = _read_index(folder, sig)
-        print(f"stored {key} ({len(index['names'])} sequences, {index['rows']} frames, fps mode {fps_mode}) "
-              f"in {folder} in {time.time() - t0:.0f} s")
+        print(f"stored {len(index['names'])} sequences ({index['rows']} frames) in {folder} in {time.time() - t0:.0f} s")
     D, rows, length = index["dim"], index["rows"], index["length"]
     path = os.path.join(folder, "features.f32")
     flat = np.memmap(path, np.float32, "r", shape=(rows, D)) if rows else np.zeros((0, D), np.float32)

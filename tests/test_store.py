@@ -35,7 +35,7 @@ def snapshot(d):
 def test_a_stored_split_is_the_split_and_the_source_is_untouched(dataset, fps_mode, capsys):
     before = snapshot(dataset)
     ms, ref = data.load_dataset("synthetic", str(dataset), "train", fps_mode), in_memory(dataset, "train", fps_mode)
-    assert "stored synthetic train split" in capsys.readouterr().out
+    assert "stored" in capsys.readouterr().out
     assert ms.names == ref.names and ms.captions == ref.captions and ms.actions == ref.actions
     np.testing.assert_array_equal(ms.fps, ref.fps)
     for x, y in zip(ms.features, ref.features):
