@@ -477,7 +477,7 @@ def acceleration_spectrum(clips, rate, skeleton):
     return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
 
 
-# ---- band error: the decoded 10-60 Hz band against the true one, frame by frame (issue 20) ----
+# ---- band error: the decoded 10-60 Hz band against the true one, frame by frame ----
 
 BAND_HZ = (10.0, 60.0)   # above what a 20 fps system can hold (its Nyquist, 10 Hz), up to what 120 fps holds
 BAND_RATES = tuple(r for r in EVAL_FPS if r >= 100)   # the rates whose frames hold most of that band
