@@ -91,8 +91,9 @@ def _remove(path):
 
 
 def _clean(folder):
-    """Remove what killed runs left in folder: their temp files and folders, their locks; a replaced output
-    whose new copy never arrived (killed between the two renames) is put back."""
+    """Remove what killed runs left in folder: their temp files and folders; a replaced output whose new copy
+    never arrived (killed between the two renames) is put back. (Their locks were released by the kernel; a
+    lock file left behind is taken over by the next claim of that output.)"""
     for entry in os.listdir(folder):
         m = _DEBRIS.match(entry)
         if not m or _alive(int(m.group(2))):
@@ -264,7 +265,8 @@ def write(path, fill):
         os.fsync(fd)
         os.close(fd)
         _check(path, force)                  # still ours to replace, whatever appeared meanwhile
-        _record(folder, [os.path.basename(path)])
+        if os.path.basename(path) not in manifest(folder):
+            _record(folder, [os.path.basename(path)])
         os.replace(tmp, path)                # a link at path is replaced, never followed
     except BaseException as e:
         if os.path.lexists(tmp):
