@@ -423,15 +423,14 @@ def bench_memory(args, results):
     print(f"\n## train_inr.py peak memory on {machine()} ({scripts}, {args.memory_steps} steps)")
     print("| data | processes | train frames | peak RSS, all processes (GB) | steps/s | store built (s) |\n|---|---|---|---|---|---|")
     try:
-        for d in args.data_dir or [os.path.join("data", "synthetic")]:
+        for k, d in enumerate(args.data_dir or [os.path.join("data", "synthetic")]):
             for n in args.processes:
                 launch = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
                                              if n > 1 else [])
-                out = os.path.join(tmp, f"inr_{n}.pt")
+                out = os.path.join(tmp, f"inr_{k}_{n}.pt")     # one per run: tmp (all of them) goes at the end
                 env = {**os.environ, "OMP_NUM_THREADS": "1" if n > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
                 text, peak = peak_rss(launch + [os.path.join(scripts, "train_inr.py"), "--data-dir", d, "--out", out,
                                                 *flags], env)
-                os.remove(out)
                 trained = [line.split() for line in text.splitlines() if line.startswith("trained steps")][-1]
                 frames = [line for line in text.splitlines() if "train sequences," in line][-1].split(", ")[1]
                 built = [float(line.rsplit(" in ", 1)[1].split()[0]) for line in text.splitlines() if line.startswith("stored ")]

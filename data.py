@@ -637,27 +637,27 @@ def group_std(std, skeleton):
 
 
 def _layout_files(name, data_dir, split):
-    """The ids of one split in the HumanML3D layout that have both files (HumanML3D's split files list ids that
-    some preparations drop; T2M skips them too), and every file the split's content comes from."""
+    """The (id, features file, text file) of one split in the HumanML3D layout whose two files exist (HumanML3D's
+    split files list ids that some preparations drop; T2M skips them too), and every file the split comes from."""
     layout = LAYOUT + ("\n" + KIT_SOURCE if name == "kit" else "")
     if not data_dir or not os.path.isdir(data_dir):
         raise DataError(f"dataset directory {data_dir!r} not found\n{layout}")
     for need in ("new_joint_vecs", "texts", f"{split}.txt"):
         if not os.path.exists(os.path.join(data_dir, need)):
             raise DataError(f"{data_dir} has no {need}\n{layout}")
-    ids, files = [], [os.path.join(data_dir, f) for f in (f"{split}.txt", "meta.csv")
-                      if os.path.exists(os.path.join(data_dir, f))]
+    seqs, files = [], [os.path.join(data_dir, f) for f in (f"{split}.txt", "meta.csv")
+                       if os.path.exists(os.path.join(data_dir, f))]
     for sid in read_ids(os.path.join(data_dir, f"{split}.txt")):
         pair = [os.path.join(data_dir, "new_joint_vecs", sid + ".npy"), os.path.join(data_dir, "texts", sid + ".txt")]
         if all(os.path.exists(p) for p in pair):
-            ids.append(sid)
+            seqs.append((sid, *pair))
             files += pair
-    return ids, files
+    return seqs, files
 
 
-def _layout_items(name, data_dir, split, skeleton, ids):
-    """(id, per-frame features, fps, [(caption, start, end)], action) of the ids of one split in the HumanML3D
-    layout, each file checked as it is read."""
+def _layout_items(name, data_dir, split, skeleton, seqs):
+    """(id, per-frame features, fps, [(caption, start, end)], action) of the (id, features file, text file) seqs
+    of one split in the HumanML3D layout, each file checked as it is read."""
     meta, meta_path = None, os.path.join(data_dir, "meta.csv")
     if os.path.exists(meta_path):    # then it rates every sequence: one left out is not silently taken at 20 fps
         meta, reader = {}, csv.DictReader(io.StringIO(read_text(meta_path), newline=""))
@@ -669,9 +669,7 @@ def _layout_items(name, data_dir, split, skeleton, ids):
             if sid in meta:
                 raise DataError(f"{where}: id {sid} appears twice (also on line {meta[sid][2]}); expected each once")
             meta[sid] = (check_fps(row["fps"], f"{where} (id {sid})"), row.get("action") or "", reader.line_num)
-    for sid in ids:
-        vec_path = os.path.join(data_dir, "new_joint_vecs", sid + ".npy")
-        txt_path = os.path.join(data_dir, "texts", sid + ".txt")
+    for sid, vec_path, txt_path in seqs:
         if meta is not None and sid not in meta:
             raise DataError(f"{meta_path} has no line for {sid}, which {split}.txt lists; expected a line "
                             f"'{sid},<fps>[,<action>]' for every sequence")
@@ -862,9 +860,9 @@ def load_dataset(name, data_dir, split="train", fps_mode="native", min_seconds=1
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     skeleton = DATASETS[name]
-    ids, files = _layout_files(name, data_dir, split)
+    seqs, files = _layout_files(name, data_dir, split)
     ms = stored(f"{name} {split} split of {os.path.abspath(data_dir)}", files,
-                lambda: (skeleton, _layout_items(name, data_dir, split, skeleton, ids)), fps_mode, min_seconds)
+                lambda: (skeleton, _layout_items(name, data_dir, split, skeleton, seqs)), fps_mode, min_seconds)
     if not len(ms):
         raise DataError(f"{data_dir}: no usable sequences (of at least {min_seconds:g} s) in the {split} split\n"
                         f"{LAYOUT}")
@@ -976,10 +974,9 @@ class ClipSampler:
         """Normalized features (B, m, D) of sequences idx (B,) at native frames frame (B, m), each one, or with
         lowpass the box of k (B,) frame intervals around it (end frames of an even box weigh 1/2), clamped
         to the sequence. Each clip reads the rows from its first to its last frame (and the box around them)."""
-        half = int(k.max()) // 2 if self.lowpass else 0
         out = np.empty(tuple(frame.shape) + (self.mean.shape[0],), np.float32)
         for b, (i, f, kb) in enumerate(zip(idx.tolist(), frame.numpy(), k.tolist())):
-            last = int(self.length[i]) - 1
+            last, half = int(self.length[i]) - 1, kb // 2 if self.lowpass else 0
             lo, hi = max(int(f[0]) - half, 0), min(int(f[-1]) + half, last)
             span = self.ms.rows(i, lo, hi + 1)                   # (hi - lo + 1, D) per second
             if not self.lowpass:
@@ -988,6 +985,5 @@ class ClipSampler:
             out[b] = 0
             for o in range(-half, half + 1):                     # offsets |o| <= k / 2 around each frame
                 w = ((2 * abs(o) < kb) + 0.5 * (2 * abs(o) == kb)) / kb
-                if w:
-                    out[b] += np.float32(w) * span[np.clip(f + o, 0, last) - lo]
+                out[b] += np.float32(w) * span[np.clip(f + o, 0, last) - lo]
         return (torch.from_numpy(out) - self.mean) / self.std

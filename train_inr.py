@@ -165,8 +165,7 @@ if __name__ == "__main__":
         guard.claim(args.out, force=args.force or args.resume, inputs=[args.data_dir or os.path.join("data", args.data)],
                     remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
                     resumed=ckpt is not None)
-        generate_if_missing(args)
-        train_set, val_fit, val_gt = load()
+        train_set, val_fit, val_gt = load()            # open_dataset generates the embedded data first
     if world > 1:   # the others wait, then map the same files
         dist.barrier()
     if rank > 0:

@@ -23,8 +23,8 @@ def dataset(small_dataset, tmp_path, monkeypatch):
 
 def in_memory(d, split, fps_mode="native"):
     """The split as the loader's items would give it without a store: the reference."""
-    ids, _ = data._layout_files("synthetic", str(d), split)
-    return data.motion_set(data._layout_items("synthetic", str(d), split, SMPL22, ids), SMPL22, fps_mode)
+    seqs, _ = data._layout_files("synthetic", str(d), split)
+    return data.motion_set(data._layout_items("synthetic", str(d), split, SMPL22, seqs), SMPL22, fps_mode)
 
 
 def snapshot(d):
