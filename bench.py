@@ -34,8 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import data
 import guard
+import motion
 import nerm
 
 ROOT = os.path.dirname(os.path.abspath(__file__))   # where the scripts are
@@ -240,12 +240,12 @@ def bench_sample(args, results):
         model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list())).to(dev).eval()
         cfg = nerm.INRConfig(feature_dim=263, hidden=args.hidden, n_blocks=args.blocks)
         decoder = nerm.load_decoder({"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict()}, dev)
-        skeleton, source = data.skeleton_to_dict(data.SMPL22), f"random weights ({args.diffusion} not found)"
-    compiled, skeleton = nerm.compile_decoder(decoder), data.resolve_skeleton(skeleton)
+        skeleton, source = motion.skeleton_to_dict(motion.SMPL22), f"random weights ({args.diffusion} not found)"
+    compiled, skeleton = nerm.compile_decoder(decoder), motion.resolve_skeleton(skeleton)
 
     def motion(z):  # what sample.py does with a latent: decode, velocities per frame, joints
         x = nerm.decode(decoder, z[None], fps, seconds)[0].cpu().numpy()
-        return data.features_to_joints(data.features_per_frame(x, fps), skeleton)
+        return motion.features_to_joints(motion.features_per_frame(x, fps), skeleton)
     print(f"\n## Sampling: one {seconds:g} s motion at {fps:g} fps from text, batch 1, guidance {nerm.GUIDANCE} ({source}; "
           f"denoiser d={model.config.d_model} x {model.config.n_layers}) on {machine()}")
     g = torch.Generator(device=dev).manual_seed(0)
@@ -452,7 +452,7 @@ VARIANTS = [("codebook", []), ("sinusoidal", ["--time-enc", "sinusoidal"]), ("no
 
 def bench_ablations(args, results):
     """Train the six stage-1 variants (train_inr.py; a finished one is skipped, an unfinished one resumed),
-    measure them with eval.py --mre --clip-fid, and print the paper's tables from eval.py's JSON."""
+    measure them with eval.py --mre --by-fps, and print the paper's tables from eval.py's JSON."""
     t0, paths = time.time(), {}
     data_flags = ["--data", args.data] + (["--data-dir", args.data_dir[0]] if args.data_dir else [])
     for name, flags in VARIANTS:
@@ -467,18 +467,18 @@ def bench_ablations(args, results):
         run_script(*cmd)
         print(f"  {name}: {time.time() - t1:.0f} s", flush=True)
     t1, out = time.time(), os.path.join(args.ablation_dir, "eval.json")
-    cmd = ["eval.py", *data_flags, "--mre", *paths.values(), "--clip-fid", *paths.values(), "--json", out, "--force"]
+    cmd = ["eval.py", *data_flags, "--mre", *paths.values(), "--by-fps", *paths.values(), "--json", out, "--force"]
     print("$ python " + " ".join(cmd), flush=True)
     run_script(*cmd)
     with open(out) as f:
         ev = json.load(f)
     print(f"evaluated in {time.time() - t1:.0f} s: MRE (m) on {ev['mre'][paths['codebook']]['sequences']} val "
-          f"sequences; clip-FID mean ± its 95% t-interval")
+          f"sequences; detail-FD mean ± its 95% t-interval")
 
     def m(name, f, kind="mre"):
         return f"{ev['mre'][paths[name]][kind][str(f)]:.4f}"
 
-    def c(name, f, row="fit", key="clip_fid"):  # a variant's row, or one of the real floors
+    def c(name, f, row="fit", key="detail_fd"):  # a variant's row, or one of the real floors
         cell = ev[key][f"{paths[name]} ({row})" if name in paths else name][str(f)]
         return f"{round(cell['mean'], 3) + 0.0:.3f} ± {cell['ci']:.3f}"
 
@@ -489,13 +489,13 @@ def bench_ablations(args, results):
 
     eval_fps = (20, 40, 60, 100, 120)
     table("Time encoding (native rates, variational, time normalized)",
-          ["time encoding", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120", "detail-FD@120"],
-          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 120, key="detail_fd")] for n in ("none", "sinusoidal", "codebook")])
+          ["time encoding", "MRE@20", "MRE@120", "detail-FD@20", "detail-FD@120"],
+          [[n, m(n, 20), m(n, 120), c(n, 20), c(n, 120)] for n in ("none", "sinusoidal", "codebook")])
     table("Variational vs the plain auto-decoder (fit: val latents fitted; prior: z from the training latents' Gaussian)",
-          ["latent", "MRE@20", "MRE@120", "clip-FID@20 fit", "clip-FID@120 fit", "clip-FID@20 prior", "clip-FID@120 prior"],
+          ["latent", "MRE@20", "MRE@120", "detail-FD@20 fit", "detail-FD@120 fit", "detail-FD@20 prior", "detail-FD@120 prior"],
           [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120), c(n, 20, "prior"), c(n, 120, "prior")]
            for label, n in (("variational", "codebook"), ("plain (--no-variational)", "no_variational"))])
-    table("Time normalization", ["time", "MRE@20", "MRE@120", "clip-FID@20", "clip-FID@120"],
+    table("Time normalization", ["time", "MRE@20", "MRE@120", "detail-FD@20", "detail-FD@120"],
           [[label, m(n, 20), m(n, 120), c(n, 20), c(n, 120)]
            for label, n in (("normalized to [0, 1]", "codebook"), ("seconds (--no-time-norm)", "no_time_norm"))])
     both = (("native", "codebook"), ("fixed 20 fps", "fixed"))
@@ -503,11 +503,9 @@ def bench_ablations(args, results):
           ["training", "figure"] + [f"@{f}" for f in eval_fps],
           [[label, name] + [m(n, f, kind) for f in eval_fps] for kind, name in (("mre", "MRE"), ("local", "local MRE"))
            for label, n in both]
-          + [[label, f"clip-FID {row}"] + [c(n, f, row) for f in eval_fps] for row in ("fit", "prior") for label, n in both]
-          + [[label, f"detail-FD {row}"] + [c(n, f, row, "detail_fd") for f in eval_fps] for row in ("fit", "fit @20 + linear")
+          + [[label, f"detail-FD {row}"] + [c(n, f, row) for f in eval_fps] for row in ("fit", "prior", "fit @20 + linear")
              for label, n in both]
-          + [[label, figure] + [c(label, f, key=key) for f in eval_fps] for key, figure in (("clip_fid", "clip-FID"), ("detail_fd", "detail-FD"))
-             for label in ("real via 20 fps, linear", "real (test)")])
+          + [[label, "detail-FD"] + [c(label, f) for f in eval_fps] for label in ("real via 20 fps, linear", "real (test)")])
     print(f"\nablations: {time.time() - t0:.0f} s in all ({args.ablation_steps} steps per variant)")
     results["ablations"] = {"machine": machine(), "steps": args.ablation_steps, "seconds": time.time() - t0, **ev}
 

@@ -3,7 +3,7 @@ BVH motion files: read any skeleton as joint positions, write joint positions ba
 of BVH files as a dataset (train_inr.py --data bvh).
 
     joints, skeleton, fps = read_bvh("walk.bvh")                   # (T, J, 3) metres, Skeleton, 1 / Frame Time
-    write_bvh("out.bvh", joints, data.SMPL22, fps=20)              # positions -> a BVH that Blender imports
+    write_bvh("out.bvh", joints, motion.SMPL22, fps=20)              # positions -> a BVH that Blender imports
     bvh = read_bvh_channels("walk.bvh"); write_bvh_channels("copy.bvh", bvh)   # exact raw round trip
     train = load_bvh_folder("my_bvh_folder", "train")              # a data.MotionSet, as data.load_dataset gives
     python -m pytest -q tests/test_bvh.py tests/test_bvh_folder.py
@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 import data
+import motion
 
 BVH_LAYOUT = """expected layout (a folder of BVH files, --data bvh):
   DIR/**/*.bvh                  one hierarchy (same joints and parents, any order), any framerate per file;
@@ -287,7 +288,7 @@ def read_bvh(path, scale=None):
     bvh = read_bvh_channels(path)
     pos = bvh_positions(bvh)
     scale = _guess_scale(pos) if scale is None else scale
-    fps = 1.0 / bvh.frame_time                   # keep the file's rate: .0083333 -> 120.0005 (data.round_fps)
+    fps = 1.0 / bvh.frame_time                   # keep the file's rate: .0083333 -> 120.0005 (motion.round_fps)
     off = bvh.offsets * scale
     # no bone for a root, nor for a joint whose distance to its parent changes (its position channels carry a
     # trajectory: Bandai's Hips under a static joint_Root, whose OFFSET even holds the start point, 4.6 m away)
@@ -304,7 +305,7 @@ def _bvh_skeleton(name, names, parents, off, fps):
     lengths = np.linalg.norm(off, axis=1)
     dirs = np.divide(off, lengths[:, None], out=np.zeros_like(off), where=lengths[:, None] > 0)
     face, left, right, leg = _body_parts(names, parents)
-    return data.Skeleton(name=name, joint_names=tuple(names), parents=tuple(int(p) for p in parents),
+    return motion.Skeleton(name=name, joint_names=tuple(names), parents=tuple(int(p) for p in parents),
                          rest_dirs=tuple(map(tuple, dirs.tolist())), bone_lengths=tuple(lengths.tolist()),
                          chains=_chains(parents), face_joints=face, feet_left=left, feet_right=right,
                          fps=float(fps), leg_joints=leg)
@@ -312,7 +313,7 @@ def _bvh_skeleton(name, names, parents, off, fps):
 
 def _chains(parents):
     """Kinematic chains, each from the root or a branching joint down to a leaf (the first child continues
-    the chain, the others start new ones): SMPL22's tree gives back data.SMPL22.chains."""
+    the chain, the others start new ones): SMPL22's tree gives back motion.SMPL22.chains."""
     children = [[c for c, p in enumerate(parents) if p == j] for j in range(len(parents))]
     chains, todo = [], [[r] for r, p in enumerate(parents) if p < 0]
     while todo:
@@ -404,7 +405,7 @@ def _unit(v):
 
 
 def _between(u, v):
-    """(..., 3, 3) shortest-arc rotations taking direction u to direction v (HumanML3D's qbetween, data.qbetween),
+    """(..., 3, 3) shortest-arc rotations taking direction u to direction v (HumanML3D's qbetween, motion.qbetween),
     plus the cases it leaves undefined: a zero vector gives the identity, opposite vectors a half-turn."""
     u, v = np.broadcast_arrays(_unit(u), _unit(v))
     q = np.concatenate([1.0 + (u * v).sum(-1, keepdims=True), np.cross(u, v)], axis=-1)   # (..., 4) w, xyz
@@ -413,7 +414,7 @@ def _between(u, v):
         uo = u[opposite]
         q[opposite] = np.concatenate([np.zeros((len(uo), 1)),
                                       _unit(np.cross(uo, np.eye(3)[np.abs(uo).argmin(-1)]))], axis=-1)
-    return data.quat_to_matrix(_unit(q))
+    return motion.quat_to_matrix(_unit(q))
 
 
 def _kabsch(a, b):
@@ -437,7 +438,7 @@ def _euler_zyx(R):
 _POS, _ROT = ("Xposition", "Yposition", "Zposition"), ("Zrotation", "Yrotation", "Xrotation")
 
 
-def write_bvh(path, joints, skeleton=data.SMPL22, fps=None, units="m", length_tol=1e-3):
+def write_bvh(path, joints, skeleton=motion.SMPL22, fps=None, units="m", length_tol=1e-3):
     """Write (T, J, 3) joint positions (metres) on `skeleton` as a BVH; returns the BVHData written.
 
     Rotations come from positions: a joint with one child gets the swing that turns the child's rest offset
@@ -579,9 +580,9 @@ def _convert_bvh_folder(data_dir):
         x = drop_tpose(x[:, [skel.joint_names.index(n) for n in ref.joint_names]][:, keep])
         lengths = np.linalg.norm(x[0] - x[0, parent], axis=-1)
         if np.abs(lengths - skeleton.bone_lengths).max() > 1e-3:   # another subject: the reference's bones
-            x = data.uniform_skeleton(x, skeleton)
-        fps = data.round_fps(fps)
-        f = (data.joints_to_features(x, skeleton, fps=fps, hml3d_frame0=False) if len(x) > 2
+            x = motion.uniform_skeleton(x, skeleton)
+        fps = motion.round_fps(fps)
+        f = (motion.joints_to_features(x, skeleton, fps=fps, hml3d_frame0=False) if len(x) > 2
              else np.zeros((0, skeleton.feature_dim), np.float32))
         if not np.isfinite(f).all():
             raise data.DataError(f"{path}: the features are not finite (a bone that changes length or a degenerate "

@@ -1,6 +1,6 @@
 """
 Evaluate NeRM: the T2M text->motion (or action->motion) table at 20 fps, and stage 1's held-out MRE and
-the framerate table at 20/40/60/100/120 fps (detail-FD, mean joint acceleration, clip-FID; each model decoded
+the framerate table at 20/40/60/100/120 fps (detail-FD, mean joint acceleration; each model decoded
 directly and at 20 fps then interpolated; at 100-120 fps, the band error of reconstructions against the true
 motion). Methods, and what each figure means: RESULTS.md.
 
@@ -9,13 +9,13 @@ motion). Methods, and what each figure means: RESULTS.md.
     python eval.py --ckpt runs/diffusion_action.pt                    # action->motion (train_diffusion.py --cond action)
     python eval.py --reps 20 --mm-texts 100                           # the paper's R = 20 (slow on a CPU)
     python eval.py --mre runs/inr.pt runs/inr_fixed.pt --actions punch,kick   # stage-1 MRE by fps, val sequences
-    python eval.py --clip-fid runs/inr.pt runs/inr_fixed.pt           # the framerate table (stage-1 or stage-2 checkpoints)
-    python eval.py --mre runs/inr.pt --clip-fid runs/inr.pt --json runs/inr_eval.json   # both; figures also as JSON
+    python eval.py --by-fps runs/inr.pt runs/inr_fixed.pt             # the framerate table (stage-1 or stage-2 checkpoints)
+    python eval.py --mre runs/inr.pt --by-fps runs/inr.pt --json runs/inr_eval.json   # both; figures also as JSON
     python eval.py --ckpt /tmp/d.pt --reps 1 --evaluator /tmp/ev.pt --evaluator-steps 50   # a tiny CPU run
 
 The evaluators are trained here on the real train motions, as T2M (EricGuo5513/text-to-motion) trained its
-own (its weights cannot be downloaded), and saved once: runs/evaluator_<data>.pt, runs/clip_evaluator_<data>.pt.
-The paper's stage-1 ablations (six trainings, then --mre and --clip-fid): python bench.py --only ablations
+own (its weights cannot be downloaded), and saved once: runs/evaluator_<data>.pt.
+The paper's stage-1 ablations (six trainings, then --mre and --by-fps): python bench.py --only ablations
 """
 import argparse
 import json
@@ -30,18 +30,19 @@ import torch.nn.functional as F
 
 import data
 import guard
+import metrics
+import motion
 import nerm
 
 Int, Float, Path, Text = guard.Int, guard.Float, guard.Path, guard.Text   # each flag's type states its range
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--ckpt", nargs="+", type=Path("file"), default=["runs/diffusion.pt"], help="stage-2 checkpoints, one table row each")
 parser.add_argument("--mre", nargs="+", type=Path("file"), default=None, help="stage-1 checkpoints: MRE at each fps (no T2M table then)")
-parser.add_argument("--clip-fid", nargs="+", type=Path("file"), default=None, help="stage-1 or stage-2 checkpoints: the framerate table, detail-FD and clip-FID at each fps (no T2M table then)")
+parser.add_argument("--by-fps", nargs="+", type=Path("file"), default=None, help="stage-1 or stage-2 checkpoints: the framerate table (detail-FD, band error, acceleration) at each fps (no T2M table then)")
 parser.add_argument("--data", default="synthetic", choices=["synthetic", "humanml3d", "kit", "bvh"],
                     help="dataset the checkpoints were trained on (--mre reads it from each checkpoint)")
 parser.add_argument("--data-dir", type=Path("any"), default=None, help="dataset directory (default: data/<name>)")
 parser.add_argument("--evaluator", type=Path("any"), default=None, help="evaluator file (default: runs/evaluator_<data>.pt, trained if absent)")
-parser.add_argument("--clip-evaluator", type=Path("any"), default=None, help="clip-FID encoders (default: runs/clip_evaluator_<data>.pt)")
 parser.add_argument("--retrain-evaluator", action="store_true", help="train the evaluators again even if their files exist")
 parser.add_argument("--evaluator-steps", type=Int(1, 10**6), default=600, help="training steps of the text/motion evaluator")
 parser.add_argument("--reps", type=Int(1, 1000), default=3, help="R: replications per figure (paper: 20)")
@@ -58,21 +59,12 @@ parser.add_argument("--clips-per-seq", type=Int(1, 10**4), default=16, help="the
 parser.add_argument("--json", type=Path("any"), default=None, help="also write the figures (every replication, mean, CI) to this JSON file")
 parser.add_argument("--force", action="store_true", help="replace a --json file (or, with --retrain-evaluator, an evaluator file) that nerm wrote")
 parser.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="random seed")
-EVAL_FPS = (20, 40, 60, 100, 120)  # the paper's framerate columns
-EVAL_RATE, MAX_FRAMES = 20.0, 196   # the standard evaluators see 20 fps, at most 196 frames
-CLIP_M = 32                         # clip-FID: frames per clip at every rate, as the INR's training clips
-R_PRECISION_BATCH = 32              # T2M: R-precision ranks each text among 32 motions
+EVAL_FPS, EVAL_RATE = metrics.EVAL_FPS, metrics.EVAL_RATE
+MAX_FRAMES = 196                    # the standard evaluators see 20 fps, at most 196 frames
+CLIP_M = 32                         # the framerate table: frames per clip at every rate, as the INR's training clips
 
 
 # ---- data, checkpoints and the one decoding path (nerm.decode) ----
-
-def load_split(name, data_dir, split, fps_mode="native"):
-    """One split of a dataset: a folder of BVH files through bvh.py, anything else in the HumanML3D layout."""
-    data_dir = data_dir or os.path.join("data", name)
-    if name == "bvh":
-        import bvh   # only this dataset needs the BVH reader
-        return bvh.load_bvh_folder(data_dir, split, fps_mode)
-    return data.load_dataset(name, data_dir, split, fps_mode)
 
 
 Stage2 = namedtuple("Stage2", "ckpt model decoder")   # a stage-2 checkpoint, its DDPM and the INR decoder it carries
@@ -108,7 +100,7 @@ def decoded_clips(decoder, z, seconds, plan, rate, via_fps=None, kind="linear", 
     """(K, m, D) clips at the places of a clip_plan, cut from whole motions decoded at `rate`: a clip's frames
     lie on the rate's grid, so they are rows of the decoded motion (the real side reads them by interpolation).
     A clip reaching past the motion (a fixed-20-fps fit is up to 1/20 s shorter than the native sequence)
-    holds its last frame, as data.interpolate does for the real clips "via 20 fps". via_fps: what a 20 fps
+    holds its last frame, as motion.interpolate does for the real clips "via 20 fps". via_fps: what a 20 fps
     system does for a high rate, decode at via_fps, then interpolate (`kind`) up to the clips at `rate`."""
     fps = via_fps or rate
     out = np.zeros((len(plan), CLIP_M, decoder.cfg.feature_dim), np.float32)
@@ -119,140 +111,25 @@ def decoded_clips(decoder, z, seconds, plan, rate, via_fps=None, kind="linear", 
         for xi, q in zip(x, part):
             rows, T = plan[:, 0] == q, nerm.num_frames(fps, seconds[q])
             frames = plan[rows, 1:] + np.arange(CLIP_M)                               # (k, m) frames at `rate`
-            out[rows] = (data.interpolate(xi[:T], fps, frames / rate, kind) if via_fps
+            out[rows] = (motion.interpolate(xi[:T], fps, frames / rate, kind) if via_fps
                          else xi[np.minimum(frames, T - 1)])
     return out
 
 
 # ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
 
-def fit_heldout_latents(decoder, ms, n, steps, m, seed=0):
-    """Latents (n, Z) of the first n sequences of MotionSet ms, decoder frozen (auto-decoder inference):
-    clips of m frames drawn as in training, 64 per step."""
-    sampler = data.ClipSampler(ms, decoder.mean.cpu().numpy(), decoder.std.cpu().numpy(), lowpass=decoder.cfg.integrated)
-    g, dev = torch.Generator().manual_seed(seed), decoder.mean.device
-
-    def sample_clip():
-        k = torch.randint(0, n, (64,), generator=g)
-        x, t, s, _ = sampler.sample(k, m, generator=g)
-        return k.to(dev), t.to(dev), sampler.duration[k].to(dev), s.to(dev), x.to(dev)
-
-    return nerm.fit_latents(decoder, sample_clip, n, steps=steps)
-
-
-def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, seed=0, compiled=None):
-    """MRE (metres) at each framerate on the first n held-out sequences, their latents fitted with the decoder frozen.
-
-    fit_set: what the model may see of them (at its training's fps mode); gt_set: the same sequences at their
-    native rate. Each is decoded by nerm.decode for the duration it was fitted on, and compared with the
-    native ground truth read at the same instants; both go through the same joint recovery. Returns
-    {"mre": {fps: global error}, "local": {fps: error with both roots at the origin}}: the global error
-    includes the drift of the integrated root velocity, the local one is the pose alone.
-    compiled: nerm.compile_decoder(decoder), used for decoding (fitting trains z through decoder).
-    """
-    n = min(n, len(gt_set))
-    assert fit_set.names[:n] == gt_set.names[:n]
-    z = fit_heldout_latents(decoder, fit_set, n, fit_steps, m, seed)
-    seconds = fit_set.durations()[:n]
-    out = {"mre": {}, "local": {}}
-    for f in fps_list:
-        x_hat = nerm.decode(compiled or decoder, z, f, torch.from_numpy(seconds)).cpu().numpy()  # (n, T, D)
-        errs, local = [], []
-        for i in range(n):
-            t = np.arange(nerm.num_frames(f, seconds[i])) / f                          # (T_i,) seconds
-            x_gt = data.interpolate(gt_set.features[i], gt_set.fps[i], t)            # (T_i, D) per second
-            j_gt = data.features_to_joints(data.features_per_frame(x_gt, f), gt_set.skeleton)
-            j_hat = data.features_to_joints(data.features_per_frame(x_hat[i, :len(t)], f), gt_set.skeleton)
-            errs.append(np.linalg.norm(j_gt - j_hat, axis=-1).mean())
-            local.append(np.linalg.norm((j_gt - j_gt[:, :1]) - (j_hat - j_hat[:, :1]), axis=-1).mean())
-        out["mre"][f], out["local"][f] = float(np.mean(errs)), float(np.mean(local))
-    return out
-
 
 # ---- T2M metrics: evaluator embeddings in (numpy), floats out ----
 
-def fid(real, gen):
-    """Frechet distance of two (N, D) embedding sets: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) (T2M)."""
-    real, gen = np.asarray(real, np.float64), np.asarray(gen, np.float64)
-    assert real.ndim == gen.ndim == 2 and real.shape[1] == gen.shape[1] and min(len(real), len(gen)) >= 2
-    mu1, mu2 = real.mean(0), gen.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(gen, rowvar=False))
-    # Tr((S1 S2)^1/2) = Tr((S1^1/2 S2 S1^1/2)^1/2): same eigenvalues, but a symmetric PSD matrix, so eigh
-    # suffices where T2M calls scipy.linalg.sqrtm on the non-symmetric product (rounding's tiny negative
-    # eigenvalues -> 0)
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T                   # S1^1/2
-    m = r1 @ s2 @ r1
-    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
-
-
-def diversity(x, pairs=300, seed=0):
-    """Mean distance between `pairs` random pairs of rows of (N, D) embeddings (T2M: 300; 200 for actions)."""
-    x = np.asarray(x, np.float64)
-    assert x.ndim == 2 and len(x) >= pairs, f"diversity needs at least {pairs} rows, got {x.shape}"
-    rng = np.random.default_rng(seed)
-    first = rng.choice(len(x), pairs, replace=False)    # T2M: two independent draws without replacement
-    second = rng.choice(len(x), pairs, replace=False)
-    return float(np.linalg.norm(x[first] - x[second], axis=1).mean())
-
-
-def multimodality(x, pairs=10, seed=0):
-    """Mean distance between `pairs` random pairs of samples per text of (M texts, S samples, D) embeddings,
-    averaged over texts (T2M: 100 texts x 30 samples, 10 pairs; 20 for actions)."""
-    x = np.asarray(x, np.float64)
-    assert x.ndim == 3 and x.shape[1] >= pairs, f"multimodality needs at least {pairs} samples per text, got {x.shape}"
-    rng = np.random.default_rng(seed)
-    first = rng.choice(x.shape[1], pairs, replace=False)  # T2M draws one set of pairs, shared by all texts
-    second = rng.choice(x.shape[1], pairs, replace=False)
-    return float(np.linalg.norm(x[:, first] - x[:, second], axis=2).mean())
-
-
-def r_precision(text_emb, motion_emb, k=3):
-    """Top-1..top-k retrieval accuracy, (k,): in each batch of 32 aligned (text, motion) rows, the share of
-    texts whose own motion is among its j nearest of the 32 (T2M; the last incomplete batch is dropped)."""
-    t, m = np.asarray(text_emb, np.float64), np.asarray(motion_emb, np.float64)
-    assert t.shape == m.shape and t.ndim == 2
-    n = len(t) // R_PRECISION_BATCH * R_PRECISION_BATCH
-    assert n > 0, f"r_precision needs at least {R_PRECISION_BATCH} pairs, got {len(t)}"
-    hits = np.zeros(k)
-    for i in range(0, n, R_PRECISION_BATCH):
-        tb, mb = t[i:i + R_PRECISION_BATCH], m[i:i + R_PRECISION_BATCH]
-        dist = np.linalg.norm(tb[:, None] - mb[None], axis=-1)            # (32 texts, 32 motions)
-        order = np.argsort(dist, axis=1, kind="stable")                 # ties: lower motion index first
-        rank = (order == np.arange(len(tb))[:, None]).argmax(1)          # position of each text's own motion
-        hits += (rank[:, None] < np.arange(1, k + 1)).sum(0)
-    return hits / n
-
-
-def matching_distance(text_emb, motion_emb):
-    """MM-Dist (T2M's matching score): mean distance between each text's and its own motion's embedding."""
-    t, m = np.asarray(text_emb, np.float64), np.asarray(motion_emb, np.float64)
-    assert t.shape == m.shape and t.ndim == 2
-    return float(np.linalg.norm(t - m, axis=1).mean())
-
 
 # Student's t quantile t_{0.975, df} for df = 1..30; above, the normal's 1.96 is within 2%
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def mean_ci(values):
-    """(mean, 95% half-width t_{0.975, R-1} s / sqrt(R)) over R replications, s the sample std (ddof=1).
-    T2M reports 1.96 sigma / sqrt(R) with R = 20; with the few replications a CPU affords that is far too
-    narrow (at R = 3 the t quantile is 4.30, not 1.96). One replication has no interval (0)."""
-    v = np.asarray(values, np.float64)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96
-    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 # ---- the evaluator: motion and text encoders (T2M), an action recognizer; trained on real motions ----
 
 def to_eval_rate(x, fps):
     """Per-second features (T, D) at fps -> at 20 fps, at most 196 frames: what the standard evaluators see."""
-    return data.resample(x, fps, EVAL_RATE)[:MAX_FRAMES]
+    return motion.resample(x, fps, EVAL_RATE)[:MAX_FRAMES]
 
 
 class ConvGRU(nn.Module):
@@ -353,7 +230,7 @@ def train_evaluator(ms, steps, seed=0, hidden=128, emb=64, batch=64, log=print):
     rng = np.random.default_rng(seed)
     feats = [to_eval_rate(x, f) for x, f in zip(ms.features, ms.fps)]
     allx = np.concatenate(feats)
-    sl = data.feature_slices(ms.skeleton)
+    sl = motion.feature_slices(ms.skeleton)
     labels = sorted(set(ms.actions)) if all(ms.actions) else []
     payload = {"kind": "nerm-evaluator", "names": list(ms.names), "vocab": nerm.Vocab.build(
         [c for caps in ms.captions for c in caps]).to_list(), "actions": labels,
@@ -387,10 +264,8 @@ def train_evaluator(ms, steps, seed=0, hidden=128, emb=64, batch=64, log=print):
 
 
 def get_evaluator(args, train, kind="nerm-evaluator"):
-    """The evaluator (or, kind "nerm-clip-evaluator", the clip-FID encoders): loaded, or trained and saved once."""
-    clip = kind == "nerm-clip-evaluator"
-    path = (args.clip_evaluator if clip else args.evaluator) or os.path.join(
-        "runs", f"{'clip_' * clip}evaluator_{args.data}.pt")
+    """The evaluator: loaded, or trained and saved once."""
+    path = args.evaluator or os.path.join("runs", f"evaluator_{args.data}.pt")
     payload = None
     if os.path.exists(path) and not args.retrain_evaluator:
         payload = nerm.load_file(path, "evaluator file")
@@ -400,19 +275,18 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
             raise data.DataError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
     if payload is None:
         t0 = time.time()
-        print(f"training the {'clip-FID encoders' if clip else 'evaluator'} on {len(train)} real train motions ...")
+        print(f"training the evaluator on {len(train)} real train motions ...")
         guard.claim(path, force=args.retrain_evaluator, remedy="pass --retrain-evaluator to replace it")
-        payload = train_clip_encoders(train, EVAL_FPS, seed=args.seed) if clip else \
-            train_evaluator(train, args.evaluator_steps, args.seed)
+        payload = train_evaluator(train, args.evaluator_steps, args.seed)
         nerm.save_checkpoint(payload, path)
         print(f"  wrote {path} in {time.time() - t0:.0f} s")
     try:
-        return ClipEvaluator(payload, train.skeleton) if clip else Evaluator(payload)
+        return Evaluator(payload)
     except RuntimeError:  # written by another version of these networks
         raise data.DataError(f"{path} does not fit this eval.py's networks; pass --retrain-evaluator") from None
 
 
-# ---- clip-FID: one small encoder per framerate, trained on real clips at that rate ----
+# ---- the framerate table's clips: real, and decoded (see decoded_clips) ----
 
 def clip_plan(ms, rate, per_seq, rng, m=CLIP_M):
     """Where clips are cut: (K, 2) rows (sequence, first frame on its `rate` grid), per_seq per sequence
@@ -427,214 +301,19 @@ def clip_plan(ms, rate, per_seq, rng, m=CLIP_M):
 
 def real_clips(ms, plan, rate, via_fps=None, kind="linear"):
     """(K, m, D) clips of a MotionSet at the places of a plan: frames c .. c+m-1 of a sequence's grid at `rate`,
-    i.e. data.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need; via_fps: from
+    i.e. motion.resample(x, fps, rate)[c:c + m], interpolating only the frames the clips need; via_fps: from
     the sequences decimated to it first, then interpolated (`kind`: linear or cubic) back up to `rate`."""
     out = np.zeros((len(plan), CLIP_M, ms.features[0].shape[1]), np.float32)
     for i in np.unique(plan[:, 0]):
         rows = plan[:, 0] == i
         x, f = ms.features[i], ms.fps[i]
         if via_fps:
-            x, f = data.resample(x, f, via_fps), via_fps
-        out[rows] = data.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)   # (k, m) seconds
+            x, f = motion.resample(x, f, via_fps), via_fps
+        out[rows] = motion.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)   # (k, m) seconds
     return out
 
 
-def clip_input(clips, rate, skeleton):
-    """(K, m, D) per-second feature clips at `rate` -> (K, m - 2, 4 + 9 (J - 1)): root channels, root-relative
-    joints, and their velocity and acceleration by finite differences at this rate (per s, per s^2), which
-    converge to the true derivatives only as the rate rises: the detail a high rate holds."""
-    ric = clips[..., data.feature_slices(skeleton)["ric"]]
-    vel = np.diff(ric, axis=1) * rate
-    acc = np.diff(vel, axis=1) * rate
-    return np.concatenate([clips[:, 2:, :4], ric[:, 2:], vel[:, 1:], acc], -1).astype(np.float32)
-
-
-SPECTRUM_FLOOR = 1e-2   # (m/s^2)^2 per frequency bin: accelerations below ~0.1 m/s^2 count as stillness
-
-
-def joint_acceleration(clips, rate, skeleton):
-    """(K, m, D) clips at `rate` -> (K, m - 2, J - 1, 3) root-relative joint accelerations, m/s^2, by second
-    differences at this rate."""
-    ric = clips[..., data.feature_slices(skeleton)["ric"]]
-    acc = np.diff(ric, n=2, axis=1) * rate * rate
-    return acc.reshape(*acc.shape[:2], -1, 3)
-
-
-def mean_acceleration(clips, rate, skeleton):
-    """The mean norm of the clips' root-relative joint accelerations, m/s^2."""
-    return float(np.linalg.norm(joint_acceleration(clips, rate, skeleton), axis=-1).mean())
-
-
-def acceleration_spectrum(clips, rate, skeleton):
-    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
-    root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
-    (Hann window, mean over joints and axes, in (m/s^2)^2 per bin, plus SPECTRUM_FLOOR). The bins reach
-    rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
-    acc = joint_acceleration(clips, rate, skeleton)
-    acc = acc - acc.mean(1, keepdims=True)
-    w = np.hanning(acc.shape[1])[None, :, None, None]
-    power = np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()      # (K, bins, J - 1, 3)
-    return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
-
-
 # ---- band error: the decoded 10-60 Hz band against the true one, frame by frame ----
-
-BAND_HZ = (10.0, 60.0)   # above what a 20 fps system can hold (its Nyquist, 10 Hz), up to what 120 fps holds
-BAND_RATES = tuple(r for r in EVAL_FPS if r >= 100)   # the rates whose frames hold most of that band
-
-
-def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
-    """(T, ...) a signal sampled at `rate` -> (T, ...) its part from lo to hi Hz, frame by frame (T >= 3).
-
-    The line through the first and last frames is taken off, the rest is written as a sine series,
-    sum_k b_k sin(pi k t / t_end) (DST-I, computed as the FFT of its odd extension, period 2 (T - 1) frames),
-    and the terms at lo <= k rate / (2 (T - 1)) <= hi Hz are kept. Why not the FFT of the sequence itself,
-    even after taking off a least-squares line: the FFT wraps the last frame onto the first, and a motion
-    that ends moving breaks there in slope, which leaks into the band (~1/f^2): on the embedded data's
-    100-120 fps sequences that leak is a third of the band energy of the root-relative joint positions and
-    98% of the global ones'. The odd extension is continuous in value and in slope at both ends; only its
-    break in acceleration leaks (~1/f^3; under 1% there). Why not the signal minus a smooth low-pass: the
-    band starts at lo exactly (the terms are 1 / (2 t_end) Hz apart), where a filter's skirt would keep part
-    of 5-10 Hz and drop part of 10-15 Hz. Defined on any clip of 3 frames or more; the price is that the band
-    is 0 at the two end frames (the odd extension's zeros), for the truth and the prediction alike."""
-    T = len(x)
-    assert T >= 3, T
-    s = (np.arange(T) / (T - 1)).reshape(-1, *[1] * (x.ndim - 1))          # (T, 1, ...) from 0 to 1
-    y = x - (x[:1] + (x[-1:] - x[:1]) * s)                                  # 0 at both end frames
-    ext = np.concatenate([y, -y[-2:0:-1]])                                  # (2 (T - 1), ...) odd about both ends
-    spec = np.fft.rfft(ext, axis=0)
-    f = np.fft.rfftfreq(len(ext), 1.0 / rate)                               # k rate / (2 (T - 1)) Hz
-    spec[(f < lo) | (f > hi)] = 0
-    return np.fft.irfft(spec, len(ext), axis=0)[:T]
-
-
-def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
-    """How far pred's lo..hi Hz band (band_pass) is from true's, frame by frame, phase included: per joint,
-    the energy of band(pred) - band(true) over the energy of band(true), each summed over frames and axes;
-    then the mean over joints. 0: the true band. 1: no band at all, what a decoder without detail scores.
-    The true band delayed by a phase phi: 2 - 2 cos(phi); a band of the true energy but unrelated to it: 2.
-    Above 1, what the band holds adds more error than it removes: noise, not detail.
-
-    pred, true: (T, J, 3) positions in metres at `rate`, aligned frame by frame, or two lists of such
-    sequences, whose energies are then summed per joint before the ratio (a sequence that hardly moves
-    weighs little, rather than dividing by almost nothing). A joint without true band energy (one that
-    never moves) is left out. At 100 fps the band stops at 50 Hz, the rate's Nyquist."""
-    if isinstance(true, np.ndarray):
-        pred, true = [pred], [true]
-    err = ref = 0.0
-    for p, q in zip(pred, true, strict=True):
-        assert p.shape == q.shape, (p.shape, q.shape)
-        band = band_pass(q, rate, lo, hi)
-        miss = band_pass(p - q, rate, lo, hi)          # = band(p) - band(q): the band-pass is linear
-        err, ref = err + (miss ** 2).sum((0, 2)), ref + (band ** 2).sum((0, 2))       # (J,) each
-    keep = ref > 0
-    return float(np.mean(err[keep] / ref[keep]))
-
-
-def ric_positions(x, skeleton):
-    """(T, D) features -> (T, J - 1, 3) the joints' positions relative to the root in its facing frame, metres."""
-    return x[:, data.feature_slices(skeleton)["ric"]].reshape(len(x), -1, 3).astype(np.float64)
-
-
-def recorded_at(ms, rate):
-    """Indices of the sequences of MotionSet ms recorded at `rate`."""
-    return [i for i, f in enumerate(ms.fps) if abs(f - rate) <= 1e-6 * rate]
-
-
-def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
-    """Band errors at `rate` over the sequences of MotionSet ms recorded at that rate (so the truth is their own
-    frames, never an interpolation), on root-relative joint positions (ric_positions, what detail-FD reads):
-    a fitted decoder's global positions also carry the drift of its integrated root velocity and heading
-    (its global MRE is ~5x the root-relative one), slow errors that would turn the true band with them.
-    Without a decoder, the real motion through 20 fps (resampled to 20 fps, interpolated back):
-    {"linear": e, "cubic": e}. With one, latents z (len(ms), Z) decoded for `seconds` (len(ms),), directly at
-    the rate and at 20 fps then interpolated: {"direct": e, "linear": e, "cubic": e}; a decoded motion
-    shorter than its sequence (a fixed-20-fps fit) is compared on its own frames. {} if none is at the rate."""
-    idx = recorded_at(ms, rate)
-    if not idx:
-        return {}
-    if decoder is None:
-        preds = {kind: [data.interpolate(data.resample(ms.features[i], rate, EVAL_RATE), EVAL_RATE,
-                                         np.arange(len(ms.features[i])) / rate, kind) for i in idx]
-                 for kind in ("linear", "cubic")}
-    else:
-        preds = {"direct": [], "linear": [], "cubic": []}
-        for c in range(0, len(idx), chunk):
-            part = idx[c:c + chunk]
-            zp, sp = z[torch.tensor(part)], torch.from_numpy(seconds[part])
-            direct = nerm.decode(decoder, zp, rate, sp).cpu().numpy()              # (B, T, D) padded
-            low = nerm.decode(decoder, zp, EVAL_RATE, sp).cpu().numpy()            # (B, T20, D) padded
-            for x, x20, q in zip(direct, low, part):
-                T = min(len(ms.features[q]), nerm.num_frames(rate, seconds[q]))
-                preds["direct"].append(x[:T])
-                for kind in ("linear", "cubic"):
-                    preds[kind].append(data.interpolate(x20[:nerm.num_frames(EVAL_RATE, seconds[q])], EVAL_RATE,
-                                                        np.arange(T) / rate, kind))
-    sk = ms.skeleton
-    return {k: band_error([ric_positions(x, sk) for x in p], [ric_positions(ms.features[q][:len(x)], sk)
-                                                               for x, q in zip(p, idx)], rate)
-            for k, p in preds.items()}
-
-
-class ClipEncoder(nn.Module):
-    """clip-FID's encoder for one rate: temporal convolutions over a clip's frames, mean-pooled -> (B, E)."""
-
-    def __init__(self, d_in, h=128, e=32):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv1d(d_in, h, 3, padding=1), nn.LeakyReLU(0.2),
-                                 nn.Conv1d(h, h, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-                                 nn.Conv1d(h, h, 3, stride=2, padding=1), nn.LeakyReLU(0.2))
-        self.out = nn.Linear(h, e)
-
-    def forward(self, x):
-        return self.out(self.net(x.transpose(1, 2)).mean(-1))            # (B, m-2, d) -> (B, H, m/4) -> (B, E)
-
-
-class ClipEvaluator:
-    """The per-rate clip encoders and their input statistics, rebuilt from a payload."""
-
-    def __init__(self, payload, skeleton):
-        self.skeleton, self.enc, self.stats = skeleton, {}, {}
-        for key, sd in payload["enc"].items():
-            enc = ClipEncoder(sd["net.0.weight"].shape[1])
-            enc.load_state_dict(sd)
-            self.enc[float(key)] = enc.eval()
-            self.stats[float(key)] = (payload["mean"][key], payload["std"][key])
-
-    @torch.no_grad()
-    def embed(self, clips, rate):
-        mean, std = self.stats[float(rate)]
-        x = (torch.from_numpy(clip_input(clips, rate, self.skeleton)) - mean) / std
-        return torch.cat([self.enc[float(rate)](x[i:i + 1024]) for i in range(0, len(x), 1024)]).numpy()
-
-
-def train_clip_encoders(ms, rates, steps=300, batch=128, seed=0, log=print):
-    """Per rate: two clips of one sequence near, of different sequences apart (InfoNCE on cosine, T = 0.1)."""
-    payload = {"kind": "nerm-clip-evaluator", "names": list(ms.names), "m": CLIP_M, "enc": {}, "mean": {}, "std": {}}
-    for rate in rates:
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        plan = clip_plan(ms, rate, 4, rng)
-        x = torch.from_numpy(clip_input(real_clips(ms, plan, rate), rate, ms.skeleton))  # (K, m-2, d)
-        mean, std = x.mean((0, 1)), x.std((0, 1)).clamp(min=1e-3)
-        seqs = np.unique(plan[:, 0])
-        enc = ClipEncoder(x.shape[-1])
-        opt = torch.optim.Adam(enc.parameters(), lr=1e-3)
-        for step in range(steps):
-            sub = ms.subset(rng.choice(seqs, min(batch, len(seqs)), replace=False))
-            two = clip_plan(sub, rate, 2, rng)          # (2B, 2): rows 2i and 2i + 1 are two clips of sequence i
-            emb = enc((torch.from_numpy(clip_input(real_clips(sub, two, rate), rate, ms.skeleton)) - mean) / std)
-            a, b = F.normalize(emb[0::2], dim=-1), F.normalize(emb[1::2], dim=-1)
-            logits = a @ b.T / 0.1
-            target = torch.arange(len(a))
-            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        log(f"  clip encoder @{rate:g} fps: {len(seqs)} train sequences, loss {loss.item():.3f} after {steps} steps")
-        key = str(float(rate))
-        payload["enc"][key], payload["mean"][key], payload["std"][key] = enc.state_dict(), mean, std
-    return payload
 
 
 # ---- the tables ----
@@ -645,12 +324,12 @@ COLUMNS = {"text": ["FID", "top-1", "top-2", "top-3", "MM-Dist", "Diversity", "M
 
 def summary(values):
     """What the JSON file keeps of a figure: every replication, the mean and the 95% half-width."""
-    mean, half = mean_ci(values)
+    mean, half = metrics.mean_ci(values)
     return {"values": [float(v) for v in values], "mean": mean, "ci": half}
 
 
 def ci_text(values):
-    mean, half = mean_ci(values)
+    mean, half = metrics.mean_ci(values)
     return f"{round(mean, 3) + 0.0:.3f} ± {half:.3f}"        # + 0.0: rounding error never prints as -0.000
 
 
@@ -667,12 +346,12 @@ def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
     out = {}
     pred, rec = ev.recognize(motions) if ev.actions else (None, None)
     emb = ev.embed_motions(motions) if space == "motion" else rec     # action models: the recognizer's features
-    if texts is not None and len(texts) >= R_PRECISION_BATCH:
+    if texts is not None and len(texts) >= metrics.R_PRECISION_BATCH:
         t = ev.embed_texts(texts)
-        out.update(zip(("top-1", "top-2", "top-3"), r_precision(t, emb)))
-        out["MM-Dist"] = matching_distance(t, emb)
-    out["FID"] = fid(ref, emb)
-    out["Diversity"] = diversity(emb, min(div_pairs, len(emb)), seed)
+        out.update(zip(("top-1", "top-2", "top-3"), metrics.r_precision(t, emb)))
+        out["MM-Dist"] = metrics.matching_distance(t, emb)
+    out["FID"] = metrics.fid(ref, emb)
+    out["Diversity"] = metrics.diversity(emb, min(div_pairs, len(emb)), seed)
     if labels is not None and pred is not None:
         out["Accuracy"] = float((pred == labels).mean())
     return out
@@ -691,7 +370,7 @@ def mmodality(ev, test, gen, args, rng, g, seed):
     z = sample_latents(gen, np.repeat(conds, S).tolist(), np.repeat(dur[seqs], S), args, g)
     motions = decode_motions(gen.decoder, z, np.repeat(dur[seqs], S))
     emb = ev.embed_motions(motions) if cond == "text" else ev.recognize(motions)[1]
-    return multimodality(emb.reshape(len(conds), S, -1), pairs, seed)                # (texts, S, E)
+    return metrics.multimodality(emb.reshape(len(conds), S, -1), pairs, seed)                # (texts, S, E)
 
 
 DETAIL_RATE = 120.0   # the T2M table's detail columns: what the motions hold at 120 fps
@@ -706,12 +385,12 @@ def detail_figures(test, val, rng, gen=None, z=None):
     if not len(plan) or not len(ref_plan):
         return {}
     sk, dur = test.skeleton, test.durations()
-    ref = acceleration_spectrum(real_clips(val, ref_plan, DETAIL_RATE), DETAIL_RATE, sk)
+    ref = metrics.acceleration_spectrum(real_clips(val, ref_plan, DETAIL_RATE), DETAIL_RATE, sk)
     direct = real_clips(test, plan, DETAIL_RATE) if gen is None else decoded_clips(gen.decoder, z, dur, plan, DETAIL_RATE)
     via = (real_clips(test, plan, DETAIL_RATE, EVAL_RATE) if gen is None
            else decoded_clips(gen.decoder, z, dur, plan, DETAIL_RATE, EVAL_RATE))
-    return {"detail@120": fid(ref, acceleration_spectrum(direct, DETAIL_RATE, sk)),
-            "detail@120 via 20": fid(ref, acceleration_spectrum(via, DETAIL_RATE, sk))}
+    return {"detail@120": metrics.fid(ref, metrics.acceleration_spectrum(direct, DETAIL_RATE, sk)),
+            "detail@120 via 20": metrics.fid(ref, metrics.acceleration_spectrum(via, DETAIL_RATE, sk))}
 
 
 def replications(ev, test, refs, cond, args, gen=None, val=None):
@@ -750,8 +429,8 @@ def t2m_tables(args):
     """The text->motion (action->motion, unconditional) table of each kind of stage-2 checkpoint, with a Real row."""
     gens = [(path, load_stage2(path)) for path in args.ckpt]   # a broken checkpoint fails before any work
     other = "val" if args.split == "test" else "test"    # the detail columns' real reference
-    train = load_split(args.data, args.data_dir, "train")
-    held, ref_set = load_split(args.data, args.data_dir, args.split), load_split(args.data, args.data_dir, other)
+    train = data.open_split(args.data, args.data_dir, "train")
+    held, ref_set = data.open_split(args.data, args.data_dir, args.split), data.open_split(args.data, args.data_dir, other)
     ev = get_evaluator(args, train)
     train20 = [to_eval_rate(x, f) for x, f in zip(train.features, train.fps)]
     held20 = [to_eval_rate(x, f) for x, f in zip(held.features, held.fps)]
@@ -795,10 +474,10 @@ def mre_table(args):
     for path in args.mre:
         ckpt = nerm.load_checkpoint(path, stage=1)
         a = ckpt["args"]
-        gt, fit = load_split(a["data"], a["data_dir"], "val"), load_split(a["data"], a["data_dir"], "val", a["fps_mode"])
+        gt, fit = data.open_split(a["data"], a["data_dir"], "val"), data.open_split(a["data"], a["data_dir"], "val", a["fps_mode"])
         keep = [i for i, act in enumerate(gt.actions) if not args.actions or act in args.actions.split(",")]
         keep = keep[:args.max_seqs]
-        res = evaluate_mre(nerm.load_decoder(nerm.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
+        res = metrics.evaluate_mre(nerm.load_decoder(nerm.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
                            a["fit_steps"], a["clip_len"], seed=args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
@@ -808,7 +487,7 @@ def mre_table(args):
     return out
 
 
-def clip_sources(path, val, args):
+def checkpoint_rows(path, val, args):
     """Rows of a checkpoint: [(label, decoder, z_fn)], z_fn(rep) -> (z (len(val), Z), seconds (len(val),))."""
     try:
         ckpt = nerm.load_checkpoint(path, stage=1)
@@ -821,9 +500,9 @@ def clip_sources(path, val, args):
     decoder, a = nerm.load_decoder(nerm.decoder_payload(ckpt)), ckpt["args"]
     # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE);
     # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all of them)
-    fit_set = load_split(args.data, args.data_dir, "val", a["fps_mode"])
+    fit_set = data.open_split(args.data, args.data_dir, "val", a["fps_mode"])
     assert fit_set.names == val.names
-    z_fit = fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
+    z_fit = metrics.fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
                                 a["clip_len"], seed=args.seed)
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
@@ -838,32 +517,29 @@ def clip_sources(path, val, args):
     return [("fit", decoder, lambda rep: (z_fit, fit_set.durations())), ("prior", decoder, prior)]
 
 
-BY_FPS = {"clip_fid": "clip-FID: the per-rate clip encoders' Fréchet distance to real val clips",
-          "detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
+BY_FPS = {"detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
           "acceleration": "mean root-relative joint acceleration, m/s^2"}
-BAND_TITLE = (f"; band @r: band error {BAND_HZ[0]:g}-{BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
+BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
               "r fps against their own frames, root-relative joints, one figure: 0 the true band, 1 none, > 1 noise")
 
 
-def clip_fid_table(args):
-    """The framerate table: clip-FID, detail-FD and mean joint acceleration of clips at each fps, for the
+def by_fps_table(args):
+    """The framerate table: detail-FD and mean joint acceleration of clips at each fps, for the
     real floors (test clips, val clips through 20 fps and back) and each checkpoint's rows, decoded directly
     at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do; beside
     detail-FD at 100-120 fps, the band error of the fit rows and of real motion through 20 fps (band_rows;
     in the JSON, detail_fd[row][rate]["band_error"])."""
-    train = load_split(args.data, args.data_dir, "train")
-    val, test = load_split(args.data, args.data_dir, "val"), load_split(args.data, args.data_dir, "test")
-    ce, sk = get_evaluator(args, train, "nerm-clip-evaluator"), val.skeleton
+    val, test = data.open_split(args.data, args.data_dir, "val"), data.open_split(args.data, args.data_dir, "test")
+    sk = val.skeleton
     plans, ref = {}, {}
     rows = {key: defaultdict(lambda: defaultdict(list)) for key in BY_FPS}
     band = defaultdict(dict)      # label -> rate -> band error: whole sequences, one figure (no replications)
     spectra = defaultdict(lambda: defaultdict(list))     # label -> rate -> per replication, the clips' mean spectrum
 
     def add(label, rep, rate, clips):
-        emb, spec = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
-        rows["clip_fid"][label][rate].append(fid(ref[rep, rate][0], emb))
-        rows["detail_fd"][label][rate].append(fid(ref[rep, rate][1], spec))
-        rows["acceleration"][label][rate].append(mean_acceleration(clips, rate, sk))
+        spec = metrics.acceleration_spectrum(clips, rate, sk)
+        rows["detail_fd"][label][rate].append(metrics.fid(ref[rep, rate], spec))
+        rows["acceleration"][label][rate].append(metrics.mean_acceleration(clips, rate, sk))
         spectra[label][rate].append(spec.mean(0))
 
     for rep in range(args.reps):
@@ -871,21 +547,21 @@ def clip_fid_table(args):
         for rate in EVAL_FPS:
             plans[rep, rate] = plan = clip_plan(val, rate, args.clips_per_seq, rng)
             clips = real_clips(val, plan, rate)
-            ref[rep, rate] = ce.embed(clips, rate), acceleration_spectrum(clips, rate, sk)
-            rows["acceleration"]["real (val)"][rate].append(mean_acceleration(clips, rate, sk))
-            spectra["real (val)"][rate].append(ref[rep, rate][1].mean(0))
+            ref[rep, rate] = metrics.acceleration_spectrum(clips, rate, sk)
+            rows["acceleration"]["real (val)"][rate].append(metrics.mean_acceleration(clips, rate, sk))
+            spectra["real (val)"][rate].append(ref[rep, rate].mean(0))
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
-    for rate in BAND_RATES:
-        for kind, e in band_rows(val, rate).items():
+    for rate in metrics.BAND_RATES:
+        for kind, e in metrics.band_rows(val, rate).items():
             band[f"real via 20 fps, {kind}"][rate] = e
     print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}; band error: the val "
-          "sequences recorded at " + ", ".join(f"{r} fps ({len(recorded_at(val, r))})" for r in BAND_RATES))
-    for path in args.clip_fid:
+          "sequences recorded at " + ", ".join(f"{r} fps ({len(metrics.recorded_at(val, r))})" for r in metrics.BAND_RATES))
+    for path in args.by_fps:
         t0 = time.time()
-        for label, decoder, z_fn in clip_sources(path, val, args):
+        for label, decoder, z_fn in checkpoint_rows(path, val, args):
             for rep in range(args.reps):
                 z, seconds = z_fn(rep)
                 for rate in EVAL_FPS:
@@ -895,11 +571,11 @@ def clip_fid_table(args):
                             decoded_clips(decoder, z, seconds, plans[rep, rate], rate, EVAL_RATE, kind))
             if label == "fit":    # the band error needs the true motion: only a reconstruction has one
                 z, seconds = z_fn(0)
-                for rate in BAND_RATES:
-                    for kind, e in band_rows(val, rate, decoder, z, seconds).items():
+                for rate in metrics.BAND_RATES:
+                    for kind, e in metrics.band_rows(val, rate, decoder, z, seconds).items():
                         band[f"{path} (fit{'' if kind == 'direct' else ' @20 + ' + kind})"][rate] = e
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
-    cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in BAND_RATES]
+    cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in metrics.BAND_RATES]
     for key, title in BY_FPS.items():
         beside = key == "detail_fd"   # the band error beside detail-FD, in the rows that have it
         print_table(title + (" (lower is better)" if key != "acceleration" else "") + BAND_TITLE * beside,
@@ -909,7 +585,7 @@ def clip_fid_table(args):
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
-    print_table(f"mean log10 acceleration power per bin at {top:g} fps, (m/s^2)^2 (+ {SPECTRUM_FLOOR:g})",
+    print_table(f"mean log10 acceleration power per bin at {top:g} fps, (m/s^2)^2 (+ {metrics.SPECTRUM_FLOOR:g})",
                 [(label, dict(zip(bins, np.array(d[top]).T.tolist()))) for label, d in spectra.items()], bins, "rows")
     out = {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
            for key, table in rows.items()}
@@ -925,13 +601,13 @@ if __name__ == "__main__":
     args = parser.parse_args()
     t0, results = time.time(), {}
     if args.json:   # claimed before any minutes of work; never one of the files this run reads
-        guard.claim(args.json, force=args.force, inputs=(args.mre or []) + (args.clip_fid or []) + args.ckpt
+        guard.claim(args.json, force=args.force, inputs=(args.mre or []) + (args.by_fps or []) + args.ckpt
                     + [args.data_dir or os.path.join("data", args.data)])
     if args.mre:
         results["mre"] = mre_table(args)
-    if args.clip_fid:
-        results.update(clip_fid_table(args))
-    if not (args.mre or args.clip_fid):
+    if args.by_fps:
+        results.update(by_fps_table(args))
+    if not (args.mre or args.by_fps):
         results["t2m"] = t2m_tables(args)
     if args.json:
         guard.write_text(args.json, json.dumps(results, indent=1))

@@ -16,7 +16,7 @@ Shape letters, used in every comment below:
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -43,9 +43,6 @@ class INRConfig:
     max_hz: float = 8.0           # the band limit: coarse octaves above it (in Hz on this sequence) are switched
                                   # off, and the fine octaves of time in seconds sin(2 pi f t) are f = max_hz, max_hz / 2 ...
     n_hz: int = 7                 # how many fine octaves: 8, 4, 2, 1, 0.5, 0.25, 0.125 Hz
-    integrated: bool = False      # Mip-NeRF: damp each sin/cos by exp(-w^2 sigma^2 / 2), sigma set by the frame interval
-    activation: str = "relu"      # relu (paper) | silu: smooth, so the decoded motion's acceleration has no kinks
-    acc_weight: float = 0.0       # weight of the clips' relative acceleration error (0: the paper's loss alone)
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -56,9 +53,8 @@ class INRConfig:
 
     def __post_init__(self):
         check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),
-                     n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), acc_weight=(0, 1e6),
-                     codebook_size=(1, 4096), codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
-                     max_fps=(1, 1000), time_enc=("none", "sinusoidal", "codebook"), activation=("relu", "silu"))
+                     n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), codebook_size=(1, 4096), codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
+                     max_fps=(1, 1000), time_enc=("none", "sinusoidal", "codebook"))
 
 
 def check_config(cfg, **limits):
@@ -85,15 +81,11 @@ class TimeEncoding(nn.Module):
     between the frames, which decoding at 120 fps shows as jitter; so each coarse octave whose frequency on
     this sequence exceeds max_hz is switched off (max_hz = 0: no limit, the paper's plain octaves). Fine:
     octaves of time in seconds, max_hz, max_hz / 2 ...: the same detail at the same Hz in every sequence.
-    With `integrated` (Mip-NeRF, Barron et al. 2021), a frame stands for the
-    interval 1/fps around it, a Gaussian of variance 1/(12 fps^2), and the expected value of each sin/cos
-    over it is the sin/cos damped by exp(-w^2 sigma^2 / 2): an 8 Hz feature keeps 77% at 20 fps and 99% at
-    120 fps, so the framerate input decides what detail the decoder can place.
     """
 
     def __init__(self, cfg):
         super().__init__()
-        self.kind, self.integrated = cfg.time_enc, cfg.integrated
+        self.kind = cfg.time_enc
         assert self.kind in ("none", "sinusoidal", "codebook"), self.kind
         self.register_buffer("coarse", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)  # rad per unit of u
         self.max_w = 2 * math.pi * cfg.max_hz if cfg.max_hz > 0 else math.inf                          # rad per second
@@ -110,8 +102,8 @@ class TimeEncoding(nn.Module):
             self.value = nn.Linear(cfg.codebook_dim, cfg.codebook_dim, bias=False)
             self.out_dim = fourier_dim + cfg.codebook_dim
 
-    def forward(self, u, t, scale, fps):
-        """u (B, M) the coarse coordinate, t (B, M) seconds, scale (B,) seconds per unit of u, fps (B,) -> (B, M, F)."""
+    def forward(self, u, t, scale):
+        """u (B, M) the coarse coordinate, t (B, M) seconds, scale (B,) seconds per unit of u -> (B, M, F)."""
         if self.kind == "none":
             return u[..., None]
         w = torch.cat([self.coarse / scale[:, None], self.fine.expand(len(t), -1)], -1)[:, None, :]  # (B, 1, K) rad/s
@@ -120,9 +112,6 @@ class TimeEncoding(nn.Module):
         if self.max_w < math.inf:                                # the band limit, in Hz of this sequence
             keep = (w <= self.max_w * (1 + 1e-6)).to(sin.dtype)
             sin, cos = sin * keep, cos * keep
-        if self.integrated:
-            damp = torch.exp(-0.5 * (w / fps[:, None, None]).pow(2) / 12.0)  # sigma^2 = 1 / (12 fps^2)
-            sin, cos = sin * damp, cos * damp
         fourier = torch.cat([u[..., None], sin, cos], -1)        # (B, M, 1 + 2K)
         if self.kind == "sinusoidal":
             return fourier
@@ -159,15 +148,11 @@ def gaussian_kl(mu, logvar):
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
-ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
-
-
 class ResBlock(nn.Module):
     """Pre-LayerNorm residual block told the latent: x + W2 act(W1 LN(x) + U z)."""
 
-    def __init__(self, h, z_dim, act=F.relu):
+    def __init__(self, h, z_dim):
         super().__init__()
-        self.act = act
         self.norm = nn.LayerNorm(h)
         self.fc1 = nn.Linear(h, h)
         self.fc2 = nn.Linear(h, h)
@@ -175,7 +160,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x, z):
         # z enters every block (as DeepSDF re-injects its latent), once per sequence: (B, 1, H)
-        return x + self.fc2(self.act(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
+        return x + self.fc2(F.relu(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
 
 
 class INRDecoder(nn.Module):
@@ -192,10 +177,7 @@ class INRDecoder(nn.Module):
         # the first layer is split by input so z's part is computed once per sequence, not once per timestamp
         self.in_z = nn.Linear(cfg.latent_dim, cfg.hidden)
         self.in_t = nn.Linear(self.time_enc.out_dim + 1, cfg.hidden, bias=False)  # +1: the clip framerate s
-        # a ReLU network is piecewise linear in its input: its output's second derivative in t is a train of
-        # impulses at the kinks, which 120 fps frames resolve; SiLU is smooth
-        self.act = ACTIVATIONS[cfg.activation]
-        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim, self.act) for _ in range(cfg.n_blocks))
+        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
         # the train split's feature statistics (velocities per second): the decoder works in normalized units
@@ -209,13 +191,13 @@ class INRDecoder(nn.Module):
         fps = fps.clamp(max=self.cfg.max_fps)
         # time normalization (paper): the coarse coordinate u spans [0, 1] over the whole sequence
         scale = duration if self.cfg.time_norm else torch.ones_like(duration)
-        gamma = self.time_enc(t / scale[:, None], t, scale, fps)  # (B, M, F)
+        gamma = self.time_enc(t / scale[:, None], t, scale)     # (B, M, F)
         # log scale so 20 -> 0, 120 -> 0.78
         s = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
         for block in self.blocks:
             h = block(h, z)
-        return self.out(self.act(self.norm(h)))                 # (B, M, D)
+        return self.out(F.relu(self.norm(h)))                   # (B, M, D)
 
 
 class NeRM(nn.Module):
@@ -242,12 +224,6 @@ class NeRM(nn.Module):
         recon = F.mse_loss(x_hat, target)
         prior = prior.mean()
         loss = recon + self.cfg.kl_weight / target[0].numel() * prior
-        if self.cfg.acc_weight:
-            # the error of the clips' accelerations (second differences x fps^2) relative to the target's own:
-            # a sub-millimetre jitter that the mean squared error cannot see is a large acceleration at 120 fps
-            second = lambda x: (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) * fps[:, None, None] ** 2  # noqa: E731
-            acc = second(target)
-            loss = loss + self.cfg.acc_weight * (second(x_hat) - acc).pow(2).sum() / acc.pow(2).sum().clamp_min(1e-12)
         return x_hat, loss, recon, prior
 
 
@@ -698,12 +674,26 @@ def decoder_payload(ckpt):
     return {"model_args": ckpt["model_args"], "decoder": decoder, "skeleton": ckpt["skeleton"]}
 
 
+# settings of experiments that left the code (RESULTS.md names the commit that ran each), at the value that
+# meant "off": a checkpoint that has one at that value is the same model without it
+RETIRED = {"integrated": False, "activation": "relu", "acc_weight": 0.0}
+
+
+def inr_config(model_args):
+    """The INRConfig of a checkpoint's model_args; CheckpointError if it used a retired experiment."""
+    args = dict(model_args)
+    used = [f"{k}={args[k]!r}" for k, off in RETIRED.items() if args.pop(k, off) != off]
+    if used:
+        raise CheckpointError(f"this checkpoint uses {', '.join(used)}, an experiment this nerm no longer has")
+    return INRConfig(**args)
+
+
 def load_decoder(payload, device="cpu"):
     """The INRDecoder of a decoder_payload(...), in eval mode."""
     if "mean" in payload or "mean" not in payload.get("decoder", {}) or "max_hz" not in payload["model_args"]:
         raise CheckpointError("this checkpoint was written by an older nerm (another time encoding or "
                               "normalization): train it again with train_inr.py and train_diffusion.py")
-    decoder = INRDecoder(INRConfig(**payload["model_args"])).to(device).eval()
+    decoder = INRDecoder(inr_config(payload["model_args"])).to(device).eval()
     decoder.load_state_dict(payload["decoder"])
     return decoder
 
@@ -743,7 +733,7 @@ if __name__ == "__main__":
           f"recon {recon.item():.4f}, KL {kl.item():.2f}")
     for kind in ("none", "sinusoidal", "codebook"):
         enc = TimeEncoding(INRConfig(time_enc=kind))
-        print(f"time encoding {kind:10s}: {tuple(t.shape)} -> {tuple(enc(t, t, dur, fps).shape)}")
+        print(f"time encoding {kind:10s}: {tuple(t.shape)} -> {tuple(enc(t, t, dur).shape)}")
     # a tiny overfit: one sequence, a smooth target, the loss must fall
     target = torch.sin(6.0 * t[:1, :, None] + torch.arange(263) * 0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

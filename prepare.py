@@ -12,9 +12,12 @@ mocap as recorded rather than on HumanML3D's 20 fps copy of it.
     python prepare.py humanact12 --pkl ~/HumanAct12Poses/humanact12poses.pkl --out data/humanact12
     python train_inr.py --data humanml3d --data-dir data/humanact12
 
+    # the embedded dataset (synthetic.py), which train_inr.py otherwise writes on first use
+    python prepare.py synthetic --out data/synthetic --num 2000
+
     python -m pytest -q tests/test_prepare.py     # a tiny body model and files built by the test, ~5 s
 
-Every sequence goes through data.uniform_skeleton (HumanML3D's target bone lengths) and data.joints_to_features
+Every sequence goes through motion.uniform_skeleton (HumanML3D's target bone lengths) and motion.joints_to_features
 at its own rate (velocities per frame at that rate, hml3d_frame0=False as for the embedded data). Output is
 written to a temporary folder next to --out and renamed into place at the end; an existing --out is only
 replaced with --force. Nothing is downloaded; nothing is unpickled except through a numpy-only unpickler.
@@ -28,6 +31,7 @@ import os
 import pickle
 import re
 import sys
+import time
 import zipfile
 import zlib
 from collections import Counter
@@ -37,6 +41,7 @@ from tqdm import tqdm
 
 import data
 import guard
+import motion
 import writer
 
 AMASS_LAYOUT = """expected inputs (nothing is downloaded):
@@ -51,7 +56,7 @@ AMASS_LAYOUT = """expected inputs (nothing is downloaded):
 # ----------------------------------------------------------------------------------------------
 # SMPL+H forward kinematics (the body model's joints, as AMASS's body model computes Jtr)
 # ----------------------------------------------------------------------------------------------
-BODY_JOINTS = 22          # SMPL+H joints 0..21 are the SMPL body joints, in data.SMPL22's order
+BODY_JOINTS = 22          # SMPL+H joints 0..21 are the SMPL body joints, in motion.SMPL22's order
 NUM_BETAS = 10            # HumanML3D's raw_pose_processing uses the first 10 shape coefficients
 
 
@@ -207,9 +212,9 @@ def scale_text_times(line, factor):
 def sequence_features(joints, fps):
     """(T, ≥22, 3) y-up joints -> (features (T-1, 263) per frame at fps, joints recovered from them (T-1, 22, 3)),
     as HumanML3D's motion_representation (uniform skeleton, then features; new_joints = recover_from_ric)."""
-    x = data.joints_to_features(data.uniform_skeleton(joints[:, :BODY_JOINTS], data.SMPL22), data.SMPL22, fps=fps,
+    x = motion.joints_to_features(motion.uniform_skeleton(joints[:, :BODY_JOINTS], motion.SMPL22), motion.SMPL22, fps=fps,
                                 hml3d_frame0=False)
-    return x, data.features_to_joints(x).astype(np.float32)
+    return x, motion.features_to_joints(x).astype(np.float32)
 
 
 def _add(writer, sid, joints, fps, lines, action="", train=False):
@@ -225,7 +230,7 @@ def _open_writer(args):
     """The one writer of the layout (writer.DatasetWriter) for --out: an existing --out only with --force and only
     a dataset nerm wrote; never an input of this command nor a folder holding one (guard.claim)."""
     inputs = [args.pkl] if args.source == "humanact12" else [args.amass, args.humanml3d, args.body_model]
-    return writer.DatasetWriter(args.out, data.SMPL22, force=args.force, inputs=inputs)
+    return writer.DatasetWriter(args.out, motion.SMPL22, force=args.force, inputs=inputs)
 
 
 def _read_lines(path):
@@ -340,11 +345,11 @@ def prepare_amass(args):
                 a, b = (0, len(joints)) if ha12 else hml3d_segment(source, start, end, fps)
                 lines = _read_lines(os.path.join(texts, sid + ".txt"))
                 mlines = _read_lines(os.path.join(texts, "M" + sid + ".txt")) or [mirror_text(c) for c in lines]
-                for name, motion, caps in ((sid, joints[a:b], lines), ("M" + sid, mirror(joints[a:b]), mlines)):
+                for name, clip, caps in ((sid, joints[a:b], lines), ("M" + sid, mirror(joints[a:b]), mlines)):
                     if not caps:
                         skipped["sequences without a caption file"] += 1
                         continue
-                    _add(writer, name, motion, data.round_fps(fps), [scale_text_times(c, clock) for c in caps],
+                    _add(writer, name, clip, motion.round_fps(fps), [scale_text_times(c, clock) for c in caps],
                          train=name in train)
         if not writer.meta:
             raise data.DataError(f"no sequence could be made from {args.amass}\n{AMASS_LAYOUT}")
@@ -524,12 +529,23 @@ def make_parser():
     for q in (p, h):
         q.add_argument("--out", required=True, type=Path("any"), help="output dataset folder (written atomically)")
         q.add_argument("--force", action="store_true", help="replace --out if it is a dataset nerm wrote")
+    s = sub.add_parser("synthetic", help="the embedded dataset (synthetic.py), 20-120 fps, with captions")
+    s.add_argument("--out", type=Path("any"), default="data/synthetic", help="output folder; must not exist yet")
+    s.add_argument("--num", type=Int(10, 10**6), default=2000, help="number of sequences")
+    s.add_argument("--seed", type=Int(0, 2**31 - 1), default=0, help="generator seed")
     return parser
+
+
+def prepare_synthetic(args):
+    import synthetic   # the embedded dataset's generator
+    t0 = time.time()
+    n = synthetic.write_dataset(args.out, args.num, args.seed)
+    print(f"wrote {n} sequences to {args.out} in {time.time() - t0:.1f} s")
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    (prepare_amass if args.source == "amass" else prepare_humanact12)(args)
+    {"amass": prepare_amass, "humanact12": prepare_humanact12, "synthetic": prepare_synthetic}[args.source](args)
 
 
 if __name__ == "__main__":

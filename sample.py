@@ -30,6 +30,7 @@ import torch
 import bvh
 import data
 import guard
+import motion
 import nerm
 
 MAX_FPS, MAX_SECONDS = 480.0, 60.0
@@ -65,8 +66,8 @@ def decode_motion(decoder, z, seconds, fps, skeleton, fast=None, dtype=None):
     """z (Z,) -> features (T, D) with velocities per frame at fps, and joints (T, J, 3) metres: frame k at
     k / fps seconds, T = floor(fps * seconds) + 1 (nerm.decode)."""
     x = nerm.decode(fast or decoder, z[None], fps, seconds, dtype=dtype)[0].cpu().numpy()   # (T, D) per second
-    feats = data.features_per_frame(x, fps)
-    return feats, data.features_to_joints(feats, skeleton)
+    feats = motion.features_per_frame(x, fps)
+    return feats, motion.features_to_joints(feats, skeleton)
 
 
 def fit_joints(decoder, skeleton, path, fit_fps):
@@ -76,8 +77,8 @@ def fit_joints(decoder, skeleton, path, fit_fps):
                                                f"skeleton {skeleton.name}")
     if len(joints) < 3:
         raise data.DataError(f"{path}: {len(joints)} frames; expected at least 3 to fit a motion to")
-    x = data.joints_to_features(joints, skeleton, fps=fit_fps, hml3d_frame0=False)
-    x = data.features_per_second(x, fit_fps)
+    x = motion.joints_to_features(joints, skeleton, fps=fit_fps, hml3d_frame0=False)
+    x = motion.features_per_second(x, fit_fps)
     dev = decoder.mean.device
     x = ((torch.from_numpy(x).to(dev) - decoder.mean) / decoder.std).float()[None]   # (1, T-1, D) normalized
     seconds = (x.shape[1] - 1) / fit_fps
@@ -92,7 +93,7 @@ def has_matplotlib():
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def preview(path, joints, fps, title, skeleton=data.SMPL22):
+def preview(path, joints, fps, title, skeleton=motion.SMPL22):
     """Stick-figure GIF (at most 30 frames per second)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -194,7 +195,7 @@ if __name__ == "__main__":
         parser.error("--plot needs matplotlib: pip install matplotlib")
     model, decoder, ckpt = nerm.load_diffusion(args.ckpt, args.device)
     check_condition(args, model, ckpt["actions"])
-    skeleton = data.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
+    skeleton = motion.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
     if args.plot and skeleton.num_joints != 22:
         raise data.DataError("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
     # file names: guard.name makes a plain name of a prompt or a label (no folder, no '..'), unique_names keeps

@@ -1,8 +1,10 @@
 """
 Embedded dataset: procedurally generated human motions on the SMPL22 skeleton, with HumanML3D-style captions.
 
-    python synthetic.py --out data/synthetic --num 2000   # write it in the HumanML3D layout (+ meta.csv), ~25 s
+    python prepare.py synthetic --out data/synthetic --num 2000   # write it in the HumanML3D layout (+ meta.csv), ~25 s
     python -m pytest -q tests/test_synthetic.py
+
+train_inr.py writes it on first use (data.open_split); nothing here runs on import.
 
 A motion is a set of continuous functions of time in seconds (joint angles, heading, root path) that forward
 kinematics turns into joint positions, sampled at the sequence's native framerate, one of {20, 30, 50, 60, 100,
@@ -15,8 +17,7 @@ import re
 
 import numpy as np
 
-import guard
-from data import SMPL22, forward_kinematics, joints_to_features
+from motion import SMPL22, forward_kinematics, joints_to_features
 from writer import DatasetWriter
 
 FRAMERATES = (20.0, 30.0, 50.0, 60.0, 100.0, 120.0)
@@ -612,25 +613,3 @@ def write_dataset(out, num=2000, seed=0):
             splits[m["split"]].append(m["name"])
         writer.finish(splits)
     return len(writer.meta)
-
-
-def make_parser():
-    import argparse
-    parser = argparse.ArgumentParser(description="Write the embedded dataset in the HumanML3D layout (+ meta.csv).")
-    parser.add_argument("--out", type=guard.Path("any"), default="data/synthetic", help="output folder; must not exist yet")
-    parser.add_argument("--num", type=guard.Int(10, 10**6), default=2000, help="number of sequences")
-    parser.add_argument("--seed", type=guard.Int(0, 2**31 - 1), default=0, help="generator seed")
-    return parser
-
-
-def main(argv=None):
-    import time
-    args = make_parser().parse_args(argv)
-    t0 = time.time()
-    n = write_dataset(args.out, args.num, args.seed)
-    print(f"wrote {n} sequences to {args.out} in {time.time() - t0:.1f} s")
-
-
-if __name__ == "__main__":
-    guard.report_errors()
-    main()

@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 import data
 import guard
+import metrics
+import motion
 import nerm
-from eval import evaluate_mre   # the one script-to-script edge: held-out MRE is eval.py's measurement
 
 CFG = nerm.INRConfig()  # the defaults of the model flags below are the config's own
 Int, Float, Path = guard.Int, guard.Float, guard.Path   # each flag's type states its range (guard.py)
@@ -52,8 +53,6 @@ parser.add_argument("--batch", type=Int(1, 2**16), default=64,
 parser.add_argument("--clip-len", type=Int(2, 4096), default=32, help="m: frames per clip, whatever its framerate")
 parser.add_argument("--lr", type=Float(0, math.inf, open=True), default=1e-3, help="decoder learning rate")
 parser.add_argument("--latent-lr", type=Float(0, math.inf, open=True), default=1e-2, help="learning rate of the per-sequence latents")
-parser.add_argument("--weight-decay", type=Float(0, math.inf), default=0.0,
-                    help="decoupled weight decay of the decoder (AdamW), not of the latents (0: the paper's Adam)")
 parser.add_argument("--latent-dim", type=Int(1, 4096), default=CFG.latent_dim, help="Z (paper: 256)")
 parser.add_argument("--hidden", type=Int(1, 8192), default=CFG.hidden, help="decoder width (paper-scale: 512)")
 parser.add_argument("--blocks", type=Int(0, 64), default=CFG.n_blocks, help="residual blocks of 2 layers (paper-scale: 4)")
@@ -63,18 +62,11 @@ parser.add_argument("--max-hz", type=Float(0, 1000), default=CFG.max_hz,
                     help="the time encoding's band limit, Hz: coarse octaves above it on a sequence are switched off, "
                          "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
 parser.add_argument("--n-hz", type=Int(0, 16), default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
-parser.add_argument("--integrated", action=argparse.BooleanOptionalAction, default=CFG.integrated,
-                    help="Mip-NeRF's integrated time encoding (features damped by the frame interval) with box-filtered clip targets")
-parser.add_argument("--activation", default=CFG.activation, choices=["relu", "silu"],
-                    help="the decoder's nonlinearity: relu (paper), silu (smooth in time)")
-parser.add_argument("--acc-weight", type=Float(0, 1e6), default=CFG.acc_weight,
-                    help="weight of the clips' acceleration error relative to theirs, against jitter (0: the paper's loss)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
 parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
                     help="native: clips from each sequence at its own rate; fixed: everything resampled to 20 fps first")
-parser.add_argument("--progressive-steps", type=Int(0, 10**8), default=0, help="first N steps at clip rate 20 fps, then multi-rate")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -106,31 +98,6 @@ def setup_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def generate_if_missing(args):
-    """The dataset directory; the embedded dataset is generated there on first use, only into a folder that
-    does not exist yet (an existing folder without meta.csv is someone's data: it is never touched)."""
-    data_dir = args.data_dir or os.path.join("data", args.data)
-    if args.data == "synthetic" and not os.path.exists(os.path.join(data_dir, "meta.csv")):
-        if os.path.exists(data_dir):
-            raise data.DataError(f"{data_dir} exists but is not the embedded dataset (it has no meta.csv); "
-                                 f"the embedded dataset is only generated into a new folder. For your own data "
-                                 f"give --data humanml3d, kit or bvh with --data-dir {data_dir}")
-        t0 = time.time()
-        print(f"generating the embedded dataset ({args.num_synthetic} sequences) in {data_dir} ...")
-        import synthetic   # the embedded dataset's generator, needed only this once
-        synthetic.write_dataset(data_dir, args.num_synthetic, seed=0)
-        print(f"  done in {time.time() - t0:.0f} s")
-    return data_dir
-
-
-def open_dataset(args, split, fps_mode):
-    """Load a split (a BVH folder through bvh.py, anything else in the HumanML3D layout)."""
-    if args.data == "bvh":
-        import bvh
-        return bvh.load_bvh_folder(args.data_dir or os.path.join("data", "bvh"), split, fps_mode)
-    return data.load_dataset(args.data, generate_if_missing(args), split, fps_mode)
-
-
 def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
     """What differs between the run in ckpt and the one these flags and this data define ('' if nothing):
     the model config, the fps mode, and the data itself (data.fingerprint: names and their order, since
@@ -159,18 +126,18 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed + rank)
     ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None   # nerm's own file: --resume replaces it
     def load():   # the train and val splits, mapped from their stores (data.stored)
-        return (open_dataset(args, "train", args.fps_mode), open_dataset(args, "val", args.fps_mode),
-                open_dataset(args, "val", "native"))
+        return tuple(data.open_split(args.data, args.data_dir, split, mode, generate=args.num_synthetic)
+                     for split, mode in (("train", args.fps_mode), ("val", args.fps_mode), ("val", "native")))
     if rank == 0:   # one process writes: it claims --out, makes the embedded dataset and the stores on first use
         guard.claim(args.out, force=args.force or args.resume, inputs=[args.data_dir or os.path.join("data", args.data)],
                     remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
                     resumed=ckpt is not None)
-        train_set, val_fit, val_gt = load()            # open_dataset generates the embedded data first
+        train_set, val_fit, val_gt = load()            # the embedded data is generated first if missing
     if world > 1:   # the others wait, then map the same files
         dist.barrier()
     if rank > 0:
         train_set, val_fit, val_gt = load()
-    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, lowpass=args.integrated)
+    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std)
     if rank == 0:
         print(f"{args.data}: {len(train_set)} train sequences, {sum(len(x) for x in train_set.features)} frames, "
               f"native fps {sorted(set(train_set.fps.tolist()))}, fps mode {args.fps_mode}"
@@ -178,9 +145,7 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, integrated=args.integrated,
-                         activation=args.activation, acc_weight=args.acc_weight,
-                         variational=not args.no_variational, kl_weight=args.kl_weight,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     fingerprint = data.fingerprint(train_set)
     differs = resume_mismatch(ckpt, cfg, args, train_set, fingerprint) if ckpt is not None else ""
@@ -193,17 +158,14 @@ if __name__ == "__main__":
     model.decoder.std.copy_(torch.from_numpy(train_set.std))
     # separate learning rates: each latent is updated only when its sequence is drawn, so it gets a larger one
     latent_params = [p for p in model.latents.parameters() if p.requires_grad]
-    # the decoder alone is decayed (AdamW's decoupled decay; 0 is plain Adam)
-    settings = [{"base": args.latent_lr, "weight_decay": 0.0, "decoupled_weight_decay": True},
-                {"base": args.lr, "weight_decay": args.weight_decay, "decoupled_weight_decay": True}]
-    optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, **settings[0]},
-                                  {"params": model.decoder.parameters(), "lr": args.lr, **settings[1]}])
+    optimizer = torch.optim.Adam([{"params": latent_params, "lr": args.latent_lr, "base": args.latent_lr},
+                                  {"params": model.decoder.parameters(), "lr": args.lr, "base": args.lr}])
     step, history = 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group, now in zip(optimizer.param_groups, settings):
-            group.update(now)  # the rates and decay asked for now, not the saved ones
+        for group, base in zip(optimizer.param_groups, (args.latent_lr, args.lr)):
+            group["base"] = base  # the rates asked for now, not the saved ones
         step, history = ckpt["step"], ckpt.get("history", [])
         torch.manual_seed(args.seed + step + rank)
         if rank == 0:
@@ -222,7 +184,7 @@ if __name__ == "__main__":
     def checkpoint():
         nerm.save_checkpoint({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
-                              "skeleton": data.skeleton_to_dict(train_set.skeleton),
+                              "skeleton": motion.skeleton_to_dict(train_set.skeleton),
                               "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
                                             "fingerprint": fingerprint,
                                             "duration": torch.from_numpy(train_set.durations()),
@@ -232,7 +194,7 @@ if __name__ == "__main__":
     eval_decoder = nerm.compile_decoder(model.decoder) if args.compile else None
 
     def run_eval():
-        mre = evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, args.fit_steps, args.clip_len,
+        mre = metrics.evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, args.fit_steps, args.clip_len,
                            compiled=eval_decoder)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
@@ -246,11 +208,10 @@ if __name__ == "__main__":
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, group["base"], args.steps)
         idx = torch.randint(0, len(sampler), (batch,), generator=g)
-        max_fps = 20.0 if step < args.progressive_steps else None  # progressive: fixed rate first
-        x, t, s, idx = sampler.sample(idx, args.clip_len, generator=g, max_fps=max_fps)
+        x, t, fps, idx = sampler.sample(idx, args.clip_len, generator=g)   # (B, m, D), (B, m) s, (B,) Hz
         dur = sampler.duration[idx]                              # (B,) the clips' sequence durations, s
-        x, t, dur, s, idx = x.to(device), t.to(device), dur.to(device), s.to(device), idx.to(device)
-        _, loss, recon, prior = train_model(idx, t, dur, s, x)
+        x, t, dur, fps, idx = x.to(device), t.to(device), dur.to(device), fps.to(device), idx.to(device)
+        _, loss, recon, prior = train_model(idx, t, dur, fps, x)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:

@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 import guard
-from data import SMPL22, DataError, Moments, check_fps, features_per_frame, features_per_second, group_std
+from data import DataError, Moments, check_fps, group_std
+from motion import SMPL22, features_per_frame, features_per_second
 
 
 class DatasetWriter:

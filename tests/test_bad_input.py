@@ -17,6 +17,7 @@ import pytest
 
 import bvh
 import data
+import motion
 import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -318,12 +319,12 @@ def test_bad_bvh_motion_names_file_and_line(tmp_path, old, new, says):
 
 
 def test_a_bad_bvh_in_a_folder_stops_the_load(tmp_path):
-    x = data.forward_kinematics(np.tile(np.eye(3), (30, 22, 1, 1)), np.linspace([0, 0.9, 0], [1, 0.9, 0], 30),
-                                data.SMPL22)
-    bvh.write_bvh(tmp_path / "a.bvh", x, data.SMPL22, fps=30)
+    x = motion.forward_kinematics(np.tile(np.eye(3), (30, 22, 1, 1)), np.linspace([0, 0.9, 0], [1, 0.9, 0], 30),
+                                motion.SMPL22)
+    bvh.write_bvh(tmp_path / "a.bvh", x, motion.SMPL22, fps=30)
     text = (tmp_path / "a.bvh").read_text()
     (tmp_path / "b.bvh").write_text(text.replace("Frame Time: 0.03333333", "Frame Time: nan"))
-    with pytest.raises(data.DataError, match=rf"b.bvh: line \d+: 'Frame Time: nan' means nan frames per second"):
+    with pytest.raises(data.DataError, match=r"b.bvh: line \d+: 'Frame Time: nan' means nan frames per second"):
         bvh.load_bvh_folder(str(tmp_path), "train")
 
 

@@ -16,7 +16,8 @@ import pytest
 
 import bvh
 import data
-from data import SMPL22, forward_kinematics, quat_to_matrix
+import motion
+from motion import SMPL22, forward_kinematics, quat_to_matrix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bvh"
 REALDATA = Path(os.environ.get("NERM_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
@@ -169,7 +170,7 @@ def test_written_file_has_blenders_line_layout(tmp_path):
 
 
 def test_round_fps():
-    assert [data.round_fps(1 / t) for t in (0.0083333, 0.016667, 0.0333333, 0.01, 0.0333667)] == \
+    assert [motion.round_fps(1 / t) for t in (0.0083333, 0.016667, 0.0333333, 0.01, 0.0333667)] == \
         [120.0, 60.0, 30.0, 100.0, 29.97]
 
 

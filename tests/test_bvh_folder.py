@@ -22,7 +22,8 @@ import torch
 
 import bvh
 import data
-from data import SMPL22
+import motion
+from motion import SMPL22
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "bvh"
@@ -44,13 +45,13 @@ def smooth_motion(fps, seconds=1.5, seed=0, skeleton=SMPL22):
     norm = np.linalg.norm(angle, axis=-1, keepdims=True)
     q = np.concatenate([np.cos(norm / 2), np.sin(norm / 2) * angle / norm], axis=-1)
     root = np.concatenate([0.8 * t[:, 0], 0.9 + 0.02 * np.sin(6 * t[:, 0]), 0.1 * t[:, 0]], axis=-1)
-    return data.forward_kinematics(data.quat_to_matrix(q), root, skeleton)
+    return motion.forward_kinematics(motion.quat_to_matrix(q), root, skeleton)
 
 
 def expected_features(joints, fps, names):
     """The loader's features (per frame) computed directly: SMPL joints in the file's order, no BVH in between."""
     order = [SMPL22.joint_names.index(n) for n in names]
-    return data.joints_to_features(joints[:, order], _file_skeleton(names), fps, hml3d_frame0=False)
+    return motion.joints_to_features(joints[:, order], _file_skeleton(names), fps, hml3d_frame0=False)
 
 
 def _file_skeleton(names):
@@ -93,7 +94,7 @@ def test_folder_loads_with_native_fps_captions_and_crc_split(folder):
         for name, x, fps, caps in zip(ms.names, ms.features, ms.fps, ms.captions):
             assert fps == FILES[name] and x.shape == (len(joints[name]) - 1, 263)
             # write_bvh prints 6 decimals: positions come back to ~1e-6 m
-            np.testing.assert_allclose(data.features_per_frame(x, fps),
+            np.testing.assert_allclose(motion.features_per_frame(x, fps),
                                        expected_features(joints[name], fps, skel.joint_names), atol=3e-6)
             assert caps == captions.get(name, [])
     # mean/std from the train split only
@@ -160,7 +161,7 @@ def test_mismatched_hierarchy_names_both_files(folder, tmp_path):
     d = tmp_path / "mixed"
     d.mkdir()
     (d / "a_walk30.bvh").write_bytes((src / "walk30.bvh").read_bytes())
-    bvh.write_bvh(d / "b_kit.bvh", smooth_motion(30, skeleton=data.KIT21), data.KIT21, 30)
+    bvh.write_bvh(d / "b_kit.bvh", smooth_motion(30, skeleton=motion.KIT21), motion.KIT21, 30)
     with pytest.raises(data.DataError) as err:
         bvh.load_bvh_folder(str(d), "train")
     assert "b_kit.bvh and " in str(err.value) and "a_walk30.bvh have different hierarchies" in str(err.value)
@@ -182,13 +183,13 @@ def test_other_subject_is_retargeted_and_tpose_frame_dropped(folder, tmp_path):
     x = smooth_motion(60, seed=7, skeleton=tall)
     bvh.write_bvh(d / "b_tall60.bvh", x, tall, 60)
     # a converter's T-pose as frame 0 (CMU's BVH conversions): identity rotations at frame 0's root
-    tpose = data.forward_kinematics(np.tile(np.eye(3), (1, 22, 1, 1)), joints["walk30"][:1, 0], SMPL22)
+    tpose = motion.forward_kinematics(np.tile(np.eye(3), (1, 22, 1, 1)), joints["walk30"][:1, 0], SMPL22)
     bvh.write_bvh(d / "c_tpose30.bvh", np.concatenate([tpose, joints["walk30"]]), SMPL22, 30)
     (d / "train.txt").write_text("a_walk30\nb_tall60\nc_tpose30\n")
     ms = bvh.load_bvh_folder(str(d), "train")
     skel = ms.skeleton
     # every sequence is on the reference's (the first file's) bones: 1.2 times shorter for the tall subject
-    rec = data.features_to_joints(data.features_per_frame(ms.features[1], 60.0), skel)
+    rec = motion.features_to_joints(motion.features_per_frame(ms.features[1], 60.0), skel)
     par = [p if p >= 0 else j for j, p in enumerate(skel.parents)]
     np.testing.assert_allclose(np.linalg.norm(rec - rec[:, par], axis=-1).mean(0), skel.bone_lengths, atol=1e-4)
     # and its root path is scaled by the ratio of leg lengths (uniform_skeleton), 1 / 1.2
@@ -223,16 +224,16 @@ def plain(v):
 def test_skeleton_dict_round_trip_and_old_names(folder, tmp_path):
     d, _ = folder
     _, from_file, _ = bvh.read_bvh(d / "walk30.bvh")
-    for skel in (SMPL22, data.KIT21, from_file):
-        dct = data.skeleton_to_dict(skel)
+    for skel in (SMPL22, motion.KIT21, from_file):
+        dct = motion.skeleton_to_dict(skel)
         assert plain(dct)
         torch.save({"skeleton": dct}, tmp_path / "s.pt")
-        back = data.resolve_skeleton(torch.load(tmp_path / "s.pt", weights_only=True)["skeleton"])
+        back = motion.resolve_skeleton(torch.load(tmp_path / "s.pt", weights_only=True)["skeleton"])
         assert back == skel and back.feature_dim == skel.feature_dim
     # checkpoints written before the skeleton travelled hold its name
-    assert data.resolve_skeleton("smpl22") is SMPL22 and data.resolve_skeleton("kit21") is data.KIT21
+    assert motion.resolve_skeleton("smpl22") is SMPL22 and motion.resolve_skeleton("kit21") is motion.KIT21
     with pytest.raises(data.DataError, match="unknown skeleton 'amass52'"):
-        data.resolve_skeleton("amass52")
+        motion.resolve_skeleton("amass52")
 
 
 def run(script, *args):
@@ -252,13 +253,13 @@ def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     assert r.returncode == 0, r.stderr
     inr = torch.load(s1, weights_only=True)
     _, file_skel, _ = bvh.read_bvh(d / "walk30.bvh")
-    carried = data.resolve_skeleton(inr["skeleton"])             # the folder's skeleton (pruning adds rounding)
+    carried = motion.resolve_skeleton(inr["skeleton"])             # the folder's skeleton (pruning adds rounding)
     assert replace(carried, bone_lengths=None, rest_dirs=None) == replace(
         file_skel, name=d.name, fps=30.0, bone_lengths=None, rest_dirs=None)
     assert np.allclose(carried.offsets(), file_skel.offsets(), atol=1e-12)
     torch.save({"inr": nerm.decoder_payload(inr)}, tmp_path / "d.pt")   # a stage-2 checkpoint's stage-1 part
     payload = torch.load(tmp_path / "d.pt", weights_only=True)["inr"]
-    decoder, skeleton = nerm.load_decoder(payload), data.resolve_skeleton(payload["skeleton"])
+    decoder, skeleton = nerm.load_decoder(payload), motion.resolve_skeleton(payload["skeleton"])
     feats, joints = decode_motion(decoder, torch.randn(decoder.cfg.latent_dim), 1.0, 45.0, skeleton)
     J = carried.num_joints
     assert skeleton == carried and feats.shape == (46, 12 * J - 1) and joints.shape == (46, J, 3)
@@ -297,7 +298,7 @@ def test_real_folders_load(d, n_files, rates, joints, root):
     path = next(p for p in map(Path, before) if p.stem == stem)
     x, file_skel, fps = bvh.read_bvh(path)
     x = x[:, [file_skel.joint_names.index(n) for n in skel.joint_names]]
-    rec = data.features_to_joints(data.features_per_frame(sets[0].features[0], sets[0].fps[0]), skel)
+    rec = motion.features_to_joints(motion.features_per_frame(sets[0].features[0], sets[0].fps[0]), skel)
     # compare root-relative poses (the features put frame 0 at the origin facing +Z, so compare shapes per frame)
     rel = lambda j: np.linalg.norm(j - j[:, :1], axis=-1)
     np.testing.assert_allclose(rel(rec), rel(x[-len(rec) - 1:-1]), atol=1e-4)

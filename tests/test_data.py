@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import data
+import motion
 
 
 def test_loader_reads_layout_fps_and_texts(small_dataset):
@@ -17,7 +18,7 @@ def test_loader_reads_layout_fps_and_texts(small_dataset):
     assert all(len(c) == 3 for c in train.captions) and all(a for a in train.actions)
     # stored velocity channels are per frame at each file's own rate; loaded ones are per second
     x = np.load(os.path.join(small_dataset, "new_joint_vecs", train.names[0] + ".npy"))
-    np.testing.assert_allclose(data.features_per_frame(train.features[0], train.fps[0]), x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(motion.features_per_frame(train.features[0], train.fps[0]), x, rtol=1e-5, atol=1e-6)
     assert train.mean.shape == (263,) and (train.std > 0).all()
 
 
@@ -44,11 +45,11 @@ def test_fixed_mode_resamples_to_20fps(small_dataset):
 
 def test_resample_is_linear_interpolation():
     x = np.stack([np.arange(31.0), np.arange(31.0) ** 2], -1).astype(np.float32)   # 1 s at 30 fps
-    y = data.resample(x, 30.0, 50.0)
+    y = motion.resample(x, 30.0, 50.0)
     t = np.arange(len(y)) / 50.0
     assert len(y) == 51
     np.testing.assert_allclose(y[:, 1], np.interp(t * 30, np.arange(31), x[:, 1]), rtol=1e-5)
-    np.testing.assert_allclose(data.resample(x, 30.0, 30.0), x)
+    np.testing.assert_allclose(motion.resample(x, 30.0, 30.0), x)
 
 
 def test_cubic_interpolation_is_catmull_rom():
@@ -64,19 +65,19 @@ def test_cubic_interpolation_is_catmull_rom():
     ref = CubicHermiteSpline(np.arange(T) / fps, x.astype(np.float64), tangent)
     t = rng.uniform(0, (T - 1) / fps, (7, 40))
     t[0, :3] = [0.0, 1.0 / fps, (T - 1) / fps]                         # a first, an inner and the last frame
-    got = data.interpolate(x, fps, t, "cubic")
+    got = motion.interpolate(x, fps, t, "cubic")
     assert got.shape == (7, 40, 3)
     np.testing.assert_allclose(got, ref(t), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(data.interpolate(x, fps, np.arange(T) / fps, "cubic"), x, atol=1e-6)
+    np.testing.assert_allclose(motion.interpolate(x, fps, np.arange(T) / fps, "cubic"), x, atol=1e-6)
     # a quadratic (and so a line) is exact wherever the four frames around a time are real ones
     q = np.stack([0.7 * (np.arange(T) / fps) ** 2 - 2 * np.arange(T) / fps + 0.3, 3 * np.arange(T) / fps], -1)
     inner = rng.uniform(1 / fps, (T - 2) / fps, 200)
     want = np.stack([0.7 * inner ** 2 - 2 * inner + 0.3, 3 * inner], -1)
-    np.testing.assert_allclose(data.interpolate(q.astype(np.float32), fps, inner, "cubic"), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(motion.interpolate(q.astype(np.float32), fps, inner, "cubic"), want, rtol=1e-5, atol=1e-5)
     anywhere = rng.uniform(0, (T - 1) / fps, 200)                         # linear: exact for a line everywhere
-    np.testing.assert_allclose(data.interpolate(q.astype(np.float32), fps, anywhere)[:, 1], 3 * anywhere, rtol=1e-5)
+    np.testing.assert_allclose(motion.interpolate(q.astype(np.float32), fps, anywhere)[:, 1], 3 * anywhere, rtol=1e-5)
     # resample with kind: interpolate on the new grid (27 fps: 0 .. 0.8 s, 22 frames)
-    r = data.resample(x, fps, 27.0, "cubic")
+    r = motion.resample(x, fps, 27.0, "cubic")
     assert len(r) == 22
     np.testing.assert_allclose(r, ref(np.arange(22) / 27.0), rtol=1e-5, atol=1e-5)
 
@@ -115,19 +116,11 @@ def test_clip_sampler_on_the_embedded_data(small_dataset):
     assert (k - k.round()).abs().max() < 1e-4 and (k.round() >= 1).all()
     assert (s.double() >= torch.clamp(native, max=data.MIN_CLIP_FPS) - 1e-4).all()
     assert t.min() >= 0 and (t <= cs.duration[idx, None] + 1e-6).all()
-    # max_fps caps the rate (the progressive schedule's first phase): the fastest rate native / k <= 20 fps,
-    # the only one left, since every slower one is below MIN_CLIP_FPS
-    _, t20, s20, _ = cs.sample(idx, 16, generator=g, max_fps=20.0)
-    want = native / torch.ceil(native / 20.0 - 1e-9)
-    np.testing.assert_allclose(s20.double().numpy(), want.numpy(), rtol=1e-6)
-    assert s20.max() <= 20.0
-    frame = t20.double() * native[:, None]
-    assert (frame - frame.round()).abs().max() < 1e-3                 # still stored frames
 
 
 # ---- ClipSampler against closed forms -----------------------------------------------------------------------
 # Hand-made sequences whose channels are known functions of time, so every gathered value has an exact
-# expected value: a stored frame, or the box average of stored frames computed here independently.
+# expected value: the stored frame.
 
 OMEGA = np.array([1.3, 4.1, 9.7])          # rad/s, one per channel
 
@@ -145,16 +138,15 @@ def curve_set(natives, seconds):
              for i, (f, d) in enumerate(zip(natives, seconds))]
     n = len(natives)
     return data.MotionSet([f"s{i}" for i in range(n)], feats, np.array(natives, dtype=np.float64), [[""]] * n,
-                          [""] * n, data.SMPL22, np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
+                          [""] * n, motion.SMPL22, np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
 
 
-def draw(ms, m, n, seed, **kw):
+def draw(ms, m, n, seed):
     """n clips of m frames from every sequence of ms -> idx (B,), values in the curve's units (B, m, 3) float64,
     native frame indices (B, m) (checked to be whole numbers), steps k (B,) (checked to be whole numbers)."""
-    lowpass = kw.pop("lowpass", False)
-    cs = data.ClipSampler(ms, ms.mean, ms.std, lowpass=lowpass)
+    cs = data.ClipSampler(ms, ms.mean, ms.std)
     idx = torch.arange(len(ms)).repeat(n)
-    x, t, s, _ = cs.sample(idx, m, generator=torch.Generator().manual_seed(seed), **kw)
+    x, t, s, _ = cs.sample(idx, m, generator=torch.Generator().manual_seed(seed))
     native = ms.fps[idx.numpy()]
     pos, k = t.double().numpy() * native[:, None], native / s.double().numpy()
     frame, step = np.round(pos).astype(int), np.round(k).astype(int)
@@ -216,8 +208,7 @@ def test_a_short_sequence_gets_only_the_steps_that_fit():
     m = 16
     ms = curve_set((120.0, 120.0, 120.0, 60.0), (47 / 120, 45 / 120, 44 / 120, 9 / 60))
     cs = data.ClipSampler(ms, ms.mean, ms.std)
-    k_min, k_max = cs.steps(torch.arange(4), m)
-    assert k_min.tolist() == [1, 1, 1, 1] and k_max.tolist() == [3, 3, 2, 1]
+    assert cs.frame_steps(torch.arange(4), m).tolist() == [3, 3, 2, 1]
     idx, x, frame, k = draw(ms, m, 400, seed=2)
     for i, ks in enumerate(({1, 2, 3}, {1, 2, 3}, {1, 2}, {1})):
         assert set(k[idx == i].tolist()) == ks, i
@@ -229,48 +220,6 @@ def test_a_short_sequence_gets_only_the_steps_that_fit():
     assert (np.diff(frame[idx < 3], axis=1) == k[idx < 3, None]).all()     # no repeated frame where it fits
 
 
-def test_max_fps_caps_the_rate():
-    """max_fps: k >= ceil(native / max_fps), never faster than the cap, the slower rates as before."""
-    natives, m = (120.0, 100.0, 45.0, 30.0), 8
-    ms = curve_set(natives, (3.0, 3.0, 3.0, 3.0))
-    for cap, want in ((60.0, ({60, 40, 30, 24, 20}, {50, 100 / 3, 25, 20}, {45, 22.5}, {30})),
-                      (20.0, ({20}, {20}, {15}, {15}))):
-        idx, x, frame, k = draw(ms, m, 600, seed=3, max_fps=cap)
-        for i, native in enumerate(natives):
-            got = {native / j for j in set(k[idx == i].tolist())}
-            assert np.allclose(sorted(got), sorted(want[i])), (cap, native, got)
-        assert (ms.fps[idx] / k <= cap + 1e-9).all()
-        for b in range(0, len(idx), 97):
-            np.testing.assert_allclose(x[b], curve(idx[b], frame[b] / natives[idx[b]]), atol=1e-5)
-
-
-def box_average(feat, frame, k):
-    """Independent reference for lowpass: the mean over [frame - k/2, frame + k/2] (frame units) of the signal
-    that holds each stored frame over [j - 1/2, j + 1/2], frames outside the sequence clamped to its ends."""
-    j = np.arange(int(frame) - k, int(frame) + k + 1)
-    overlap = np.clip(np.minimum(j + 0.5, frame + k / 2) - np.maximum(j - 0.5, frame - k / 2), 0, None)
-    return (overlap[:, None] * feat[np.clip(j, 0, len(feat) - 1)].astype(np.float64)).sum(0) / k
-
-
-def test_lowpass_targets_are_box_averages():
-    """lowpass: a target at native / k is the box average of the k frame intervals around its frame (an even
-    box's end frames half in it), clamped at the sequence's ends; k = 1 is the stored frame itself."""
-    natives = (120.0, 60.0, 45.0, 20.0)
-    ms = curve_set(natives, (0.6, 1.1, 1.0, 1.5))             # short: many windows touch an end
-    idx, x, frame, k = draw(ms, 8, 300, seed=4, lowpass=True)
-    assert set(k[idx == 0].tolist()) == set(range(1, 7)) and set(k[idx == 1].tolist()) == {1, 2, 3}
-    clamped = 0
-    for b, i in enumerate(idx):
-        want = np.stack([box_average(ms.features[i], f, k[b]) for f in frame[b]])
-        np.testing.assert_allclose(x[b], want, atol=1e-5, err_msg=f"clip {b}: seq {i}, k {k[b]}")
-        clamped += int(frame[b, 0] < k[b] / 2 or frame[b, -1] > len(ms.features[i]) - 1 - k[b] / 2)
-    assert clamped > 50
-    one = k == 1                                               # k = 1: no averaging at all
-    assert one.sum() > 100
-    for b in np.nonzero(one)[0][:20]:
-        np.testing.assert_allclose(x[b], ms.features[idx[b]][frame[b]], atol=1e-5)
-
-
 def kit_joints(T, seed):
     """(T, 21, 3) KIT joints from forward kinematics: smooth swings of every joint, the root walking."""
     rng = np.random.default_rng(seed)
@@ -280,7 +229,7 @@ def kit_joints(T, seed):
     norm = np.linalg.norm(angle, axis=-1, keepdims=True) + 1e-12
     q = np.concatenate([np.cos(norm / 2), np.sin(norm / 2) * angle / norm], axis=-1)
     root = np.concatenate([0.5 * t[:, 0], 1.0 + 0.0 * t[:, 0], 0.2 * t[:, 0]], axis=-1)
-    return data.forward_kinematics(data.quat_to_matrix(q), root, data.KIT21)
+    return motion.forward_kinematics(motion.quat_to_matrix(q), root, motion.KIT21)
 
 
 def test_kit_standard_layout(tmp_path):
@@ -292,7 +241,7 @@ def test_kit_standard_layout(tmp_path):
     feats = {}
     for k, sid in enumerate(["00001", "00002", "00003", "M00001"]):
         j = kit_joints(40 + 5 * k, seed=k)
-        feats[sid] = data.joints_to_features(j, data.KIT21, fps=12.5)        # KIT's own conventions (frame 0 jump)
+        feats[sid] = motion.joints_to_features(j, motion.KIT21, fps=12.5)        # KIT's own conventions (frame 0 jump)
         np.save(d / "new_joint_vecs" / f"{sid}.npy", feats[sid])
         np.save(d / "new_joints" / f"{sid}.npy", j[:-1].astype(np.float32))
         (d / "texts" / f"{sid}.txt").write_text(f"a person walks {k}#a/DET person/NOUN walk/VERB#0.0#0.0\n"
@@ -304,15 +253,15 @@ def test_kit_standard_layout(tmp_path):
     np.save(d / "Mean.npy", train_rows.mean(0))
     np.save(d / "Std.npy", train_rows.std(0) + 0.01)
     ms = data.load_dataset("kit", str(d), "train")
-    assert ms.skeleton is data.KIT21 and (ms.fps == 12.5).all() and ms.features[0].shape[1] == 251
+    assert ms.skeleton is motion.KIT21 and (ms.fps == 12.5).all() and ms.features[0].shape[1] == 251
     assert ms.names == ["00001", "00001#0", "00002", "00002#0", "M00001", "M00001#0"]
     assert ms.captions[:2] == [["a person walks 0"], ["first part 0"]] and len(ms.features[1]) == 15   # 1.2 s
-    np.testing.assert_allclose(ms.features[0], data.features_per_second(feats["00001"], 12.5), rtol=1e-6)
-    np.testing.assert_allclose(ms.mean, data.features_per_second(train_rows.mean(0)[None], 12.5)[0], rtol=1e-5)
-    np.testing.assert_allclose(ms.std, np.abs(data.features_per_second((train_rows.std(0) + 0.01)[None], 12.5)[0]),
+    np.testing.assert_allclose(ms.features[0], motion.features_per_second(feats["00001"], 12.5), rtol=1e-6)
+    np.testing.assert_allclose(ms.mean, motion.features_per_second(train_rows.mean(0)[None], 12.5)[0], rtol=1e-5)
+    np.testing.assert_allclose(ms.std, np.abs(motion.features_per_second((train_rows.std(0) + 0.01)[None], 12.5)[0]),
                                rtol=1e-5)
     # the features give back the joints HumanML3D's new_joints would hold (root-relative, any facing)
-    rec = data.features_to_joints(feats["00002"], data.KIT21)
+    rec = motion.features_to_joints(feats["00002"], motion.KIT21)
     j = np.load(d / "new_joints" / "00002.npy")
     rel = lambda x: np.linalg.norm(x - x[:, :1], axis=-1)
     np.testing.assert_allclose(rel(rec), rel(j), atol=1e-4)

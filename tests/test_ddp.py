@@ -141,7 +141,7 @@ def test_inr_ddp_step_equals_one_process_on_both_batches(runs, small_dataset):
         group["lr"] = train_inr.get_lr(2, base, 3)
     # rank r's 4 clips and latent noise (its seeds: seed + step + r), concatenated into one batch of 8
     train_set = data.load_dataset("synthetic", small_dataset, "train", "native")
-    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std, lowpass=cfg.integrated)
+    sampler = data.ClipSampler(train_set, train_set.mean, train_set.std)
     parts = []
     for rank in range(2):
         g = torch.Generator().manual_seed(0 + 2 + rank)

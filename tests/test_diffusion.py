@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import data
+import motion
 import nerm
 from nerm import DiffusionConfig, LatentDiffusion, Vocab, ddpm_schedule
 
@@ -363,7 +363,7 @@ def stage1_checkpoint(path, mu, logvar):
                  "captions": [["a person walks"]] * N, "actions": [""] * N}
     # torch.save, not nerm.save_checkpoint: this file is the test's input, not a run's claimed output
     torch.save({"stage": 1, "model": model.state_dict(), "optimizer": {}, "model_args": asdict(cfg), "args": {},
-                "step": 0, "history": [], "skeleton": data.skeleton_to_dict(data.SMPL22), "sequences": sequences}, path)
+                "step": 0, "history": [], "skeleton": motion.skeleton_to_dict(motion.SMPL22), "sequences": sequences}, path)
 
 
 def test_train_diffusion_standardises_by_the_posterior_draws(tmp_path):

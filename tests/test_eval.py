@@ -1,5 +1,6 @@
-"""eval.py against independent computations: its evaluator, clip extraction and clip-FID input, and its
-inference path (held-out MRE, 20 fps motions, clip-FID clips) end to end through a decoder known in closed form:
+"""eval.py (and metrics.py's decoding measurements) against independent computations: the evaluator, the
+framerate table's clips, and the inference path (held-out MRE, 20 fps motions, decoded clips) end to end through a
+decoder known in closed form:
 python -m pytest -q tests/test_eval.py"""
 import math
 import os
@@ -12,12 +13,12 @@ import pytest
 import torch
 
 import data
-import nerm
 import eval as ev_mod
-from eval import (CLIP_M, COLUMNS, SPECTRUM_FLOOR, ClipEvaluator, Evaluator, Stage2, acceleration_spectrum, clip_input,
-                  clip_plan, decode_motions, decoded_clips, detail_figures, evaluate_mre, joint_acceleration,
-                  real_clips,
-                  replications, to_eval_rate, train_clip_encoders, train_evaluator)
+import motion
+import nerm
+from eval import (CLIP_M, COLUMNS, Evaluator, Stage2, clip_plan, decode_motions, decoded_clips, detail_figures,
+                  real_clips, replications, to_eval_rate, train_evaluator)
+from metrics import SPECTRUM_FLOOR, acceleration_spectrum, evaluate_mre, joint_acceleration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +90,7 @@ def test_clips_match_resample_of_the_native_sequence(fps, rate):
     ms = SimpleNamespace(features=[x[:int(0.2 * fps)], x], fps=np.array([fps, fps]))    # 0.2 s: too short
     plan = clip_plan(ms, rate, 50, rng)
     assert len(plan) == 50 and (plan[:, 0] == 1).all()
-    full = data.resample(x, fps, rate)
+    full = motion.resample(x, fps, rate)
     assert plan[:, 1].min() >= 0 and plan[:, 1].max() + CLIP_M <= len(full)
     clips = real_clips(ms, plan, rate)
     np.testing.assert_allclose(clips, np.stack([full[c:c + CLIP_M] for c in plan[:, 1]]), rtol=1e-6, atol=1e-6)
@@ -121,25 +122,8 @@ def quadratic_clips(rng, n, first, rate, a, b, c):
     of the `rate` grid -> (those times (m,), clips (n, m, 263))."""
     tk = (first + np.arange(CLIP_M)) / rate
     clips = rng.standard_normal((n, CLIP_M, 263))
-    clips[:, :, data.feature_slices(22)["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
+    clips[:, :, motion.feature_slices(22)["ric"]] = a * tk[:, None] ** 2 + b * tk[:, None] + c
     return tk, clips
-
-
-def test_clip_input_velocity_and_acceleration_at_the_rate():
-    # root-relative joints quadratic in time, p = a t^2 + b t + c: backward differences give
-    # velocity a (t_k + t_{k-1}) + b and acceleration exactly 2a, in per-second units at any rate
-    rng = np.random.default_rng(0)
-    sl = data.feature_slices(22)
-    a, b, c = rng.standard_normal((3, 63))
-    for rate in (20.0, 120.0):
-        tk, clips = quadratic_clips(rng, 1, 5, rate, a, b, c)
-        x = clip_input(clips, rate, data.SMPL22)[0]                          # (m - 2, 4 + 63 * 3)
-        assert x.shape == (CLIP_M - 2, 4 + 3 * 63)
-        np.testing.assert_allclose(x[:, :4], clips[0, 2:, :4], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(x[:, 4:67], clips[0, 2:, sl["ric"]], rtol=1e-5, atol=1e-5)
-        vel = a * (tk[2:, None] + tk[1:-1, None]) + b
-        np.testing.assert_allclose(x[:, 67:130], vel, rtol=1e-4, atol=1e-4 * rate)
-        np.testing.assert_allclose(x[:, 130:], np.broadcast_to(2 * a, (CLIP_M - 2, 63)), atol=2e-6 * rate ** 2)
 
 
 def test_joint_acceleration_of_a_quadratic_is_2a():
@@ -149,7 +133,7 @@ def test_joint_acceleration_of_a_quadratic_is_2a():
     a, b, c = rng.standard_normal((3, 63))
     for rate in (20.0, 120.0):
         _, clips = quadratic_clips(rng, 2, 3, rate, a, b, c)
-        acc = joint_acceleration(clips, rate, data.SMPL22)
+        acc = joint_acceleration(clips, rate, motion.SMPL22)
         assert acc.shape == (2, CLIP_M - 2, 21, 3)
         np.testing.assert_allclose(acc, np.broadcast_to(2 * a.reshape(21, 3), acc.shape), atol=2e-8 * rate ** 2)
 
@@ -167,7 +151,7 @@ def test_acceleration_spectrum_of_a_sinusoid(rate, bin_):
     (A_acc sum(w) / 2)^2 / sum(w^2) of a windowed sinusoid. A constant acceleration (positions + g t^2) does not
     count; still joints sit at the floor."""
     rng = np.random.default_rng(0)
-    sl, N = data.feature_slices(22), CLIP_M - 2
+    sl, N = motion.feature_slices(22), CLIP_M - 2
     f = bin_ * rate / N
     A, phi = rng.uniform(0.02, 0.1, 63), rng.uniform(0, 2 * np.pi, 63)
     t = (7 + np.arange(CLIP_M)) / rate
@@ -175,7 +159,7 @@ def test_acceleration_spectrum_of_a_sinusoid(rate, bin_):
     g = rng.uniform(-3, 3, 63)                                              # a constant acceleration 2 g, m/s^2
     clips[0, :, sl["ric"]] = A * np.sin(2 * np.pi * f * t[:, None] + phi) + g * t[:, None] ** 2
     clips[1, :, sl["ric"]] = 0.3                                           # joints that do not move
-    got = acceleration_spectrum(clips, rate, data.SMPL22)
+    got = acceleration_spectrum(clips, rate, motion.SMPL22)
     assert got.shape == (2, N // 2)
     # the reference, term by term
     amp = -4 * A * np.sin(np.pi * f / rate) ** 2 * rate ** 2                # (63,) acceleration amplitudes, m/s^2
@@ -193,20 +177,7 @@ def test_acceleration_spectrum_of_a_sinusoid(rate, bin_):
     np.testing.assert_allclose(got[1], np.log10(SPECTRUM_FLOOR), atol=1e-9)
 
 
-def test_tiny_clip_encoders_reload(splits, tmp_path):
-    train, test = splits
-    payload = train_clip_encoders(train, (20.0, 120.0), steps=2, batch=8, log=lambda s: None)
-    path = str(tmp_path / "clip.pt")
-    torch.save(payload, path)
-    ce, again = ClipEvaluator(payload, train.skeleton), ClipEvaluator(torch.load(path, weights_only=True), train.skeleton)
-    for rate in (20.0, 120.0):
-        clips = real_clips(test, clip_plan(test, rate, 3, np.random.default_rng(0)), rate)
-        emb = ce.embed(clips, rate)
-        assert emb.shape == (len(clips), 32) and np.isfinite(emb).all()
-        np.testing.assert_array_equal(again.embed(clips, rate), emb)
-
-
-@pytest.mark.parametrize("flag", ["--ckpt", "--clip-fid", "--mre"])
+@pytest.mark.parametrize("flag", ["--ckpt", "--by-fps", "--mre"])
 def test_missing_checkpoint_is_one_error_line(flag, tmp_path):
     missing = str(tmp_path / "nope.pt")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), flag, missing], capture_output=True, text=True,
@@ -260,7 +231,7 @@ def analytic():
     for d in DURATIONS:
         u = torch.arange(nerm.num_frames(NATIVE, d), dtype=torch.float64) / (d * NATIVE)
         feats.append((mean + std * motion_g(u).numpy()).astype(np.float32))
-    ms = data.MotionSet(["a", "b"], feats, np.full(2, NATIVE), [["a"], ["b"]], ["", ""], data.SMPL22, mean, std)
+    ms = data.MotionSet(["a", "b"], feats, np.full(2, NATIVE), [["a"], ["b"]], ["", ""], motion.SMPL22, mean, std)
     return ms, mean, std
 
 
@@ -306,8 +277,8 @@ def test_t2m_detail_columns_through_an_exact_decoder_are_the_real_ones(analytic)
     for key in real:
         assert generated[key] == pytest.approx(real[key], rel=1e-3, abs=1e-3), key
     assert real["detail@120 via 20"] > real["detail@120"] + 1.0
-    slow = data.MotionSet(["a"], [data.resample(ms.features[0], NATIVE, 60.0)], np.array([60.0]), [["a"]], [""],
-                          data.SMPL22, mean, std)
+    slow = data.MotionSet(["a"], [motion.resample(ms.features[0], NATIVE, 60.0)], np.array([60.0]), [["a"]], [""],
+                          motion.SMPL22, mean, std)
     assert detail_figures(slow, slow, np.random.default_rng(0)) == {}    # nothing recorded at 120 fps: no columns
 
 
@@ -339,35 +310,28 @@ def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
 
 
 def test_framerate_table_rows(analytic, monkeypatch):
-    """clip_fid_table through an exact decoder, with stand-ins for the data and the clip encoders: three tables
-    (clip_fid, detail_fd, acceleration); at rates on the 120 fps grid the decoded rows equal the real ones
-    (FD 0, the same acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
+    """by_fps_table through an exact decoder, with a stand-in for the data: two tables (detail_fd,
+    acceleration); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
+    acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
     ms, mean, std = analytic
-
-    class Embed:                     # a fixed embedding of a clip: a few channels at a few frames
-        def embed(self, clips, rate):
-            return clips[:, ::8, 4:8].reshape(len(clips), -1).astype(np.float64)
-
     decoder = AnalyticDecoder(mean, std)
-    monkeypatch.setattr(ev_mod, "load_split", lambda *a, **k: ms)
-    monkeypatch.setattr(ev_mod, "get_evaluator", lambda *a, **k: Embed())
-    monkeypatch.setattr(ev_mod, "clip_sources",
+    monkeypatch.setattr(ev_mod.data, "open_split", lambda *a, **k: ms)
+    monkeypatch.setattr(ev_mod, "checkpoint_rows",
                         lambda path, val, args: [("fit", decoder, lambda rep: (torch.zeros(2, 4), val.durations()))])
-    args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, clip_fid=["ck"])
-    res = ev_mod.clip_fid_table(args)
-    assert set(res) == {"clip_fid", "detail_fd", "acceleration", "spectrum"}
+    args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, by_fps=["ck"])
+    res = ev_mod.by_fps_table(args)
+    assert set(res) == {"detail_fd", "acceleration", "spectrum"}
     labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
               "ck (fit @20 + cubic)"}
-    assert set(res["clip_fid"]) == set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
+    assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
     for key in ev_mod.BY_FPS:
         for label, by_rate in res[key].items():
             assert set(by_rate) == {str(r) for r in ev_mod.EVAL_FPS} and all(len(v["values"]) == 2 for v in by_rate.values())
     for r in ("20", "40", "60", "120"):
-        for key in ("clip_fid", "detail_fd"):
-            assert abs(res[key]["ck (fit)"][r]["mean"]) < 1e-2, (key, r)   # float32 rounding x rate^2; via 20 fps: 30+
-            for kind in ("linear", "cubic"):
-                assert res[key][f"ck (fit @20 + {kind})"][r]["values"] == pytest.approx(
-                    res[key][f"real via 20 fps, {kind}"][r]["values"], rel=1e-4, abs=1e-3), (key, r, kind)
+        assert abs(res["detail_fd"]["ck (fit)"][r]["mean"]) < 1e-2, r   # float32 rounding x rate^2; via 20 fps: 30+
+        for kind in ("linear", "cubic"):
+            assert res["detail_fd"][f"ck (fit @20 + {kind})"][r]["values"] == pytest.approx(
+                res["detail_fd"][f"real via 20 fps, {kind}"][r]["values"], rel=1e-4, abs=1e-3), (r, kind)
         assert res["acceleration"]["ck (fit)"][r]["values"] == pytest.approx(res["acceleration"]["real (val)"][r]["values"],
                                                                              rel=1e-4)
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
@@ -402,7 +366,7 @@ def test_t2m_table_scores_the_chosen_split_against_the_other(split, other, monke
             return 1
     sets = {name: Split(name=name, features=[np.full((30, 263), i, np.float32)], fps=np.array([20.0]))
             for i, name in enumerate(("train", "val", "test"))}
-    monkeypatch.setattr(ev_mod, "load_split", lambda data_name, data_dir, name, *a: sets[name])
+    monkeypatch.setattr(ev_mod.data, "open_split", lambda data_name, data_dir, name, *a: sets[name])
     gen = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(cond="text")),
                           decoder=SimpleNamespace(cfg=SimpleNamespace(max_fps=120.0)))
     monkeypatch.setattr(ev_mod, "load_stage2", lambda path: gen)

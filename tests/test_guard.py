@@ -13,7 +13,7 @@ import torch
 import guard
 import nerm
 import writer
-from data import SMPL22
+from motion import SMPL22
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -252,12 +252,10 @@ def parsers():
     import eval as eval_script
     import prepare
     import sample
-    import synthetic
     import train_diffusion
     import train_inr
     return {"train_inr": train_inr.parser, "train_diffusion": train_diffusion.parser, "sample": sample.parser,
-            "eval": eval_script.parser, "bench": bench.parser, "prepare": prepare.make_parser(),
-            "synthetic": synthetic.make_parser()}
+            "eval": eval_script.parser, "bench": bench.parser, "prepare": prepare.make_parser()}
 
 
 def unchecked(parser):

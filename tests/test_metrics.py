@@ -1,4 +1,4 @@
-"""eval.py's T2M metrics, as T2M (EricGuo5513/text-to-motion) computes them, and the framerate table's figures
+"""metrics.py: the T2M metrics, as T2M (EricGuo5513/text-to-motion) computes them, and the framerate table's figures
 (mean acceleration, the band error), against closed forms and independent formulas:
 python -m pytest -q tests/test_metrics.py"""
 import math
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import data
-from eval import diversity, fid, matching_distance, mean_ci, multimodality, r_precision
+import motion
+from metrics import diversity, fid, matching_distance, mean_ci, multimodality, r_precision
 
 
 def random_rotation(d, rng):
@@ -190,7 +191,7 @@ def test_mean_ci_by_hand():
 
 def test_t_quantiles_match_scipy():
     stats = pytest.importorskip("scipy.stats")
-    from eval import T975
+    from metrics import T975
     for df, t in enumerate(T975, 1):
         assert t == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4), df
 
@@ -198,13 +199,13 @@ def test_t_quantiles_match_scipy():
 # ---- the framerate table's mean joint acceleration ----
 
 def test_mean_acceleration_of_sinusoids_is_the_closed_form():
-    """eval.mean_acceleration: the mean over clips, frames and joints of the norm of each root-relative joint's
+    """metrics.mean_acceleration: the mean over clips, frames and joints of the norm of each root-relative joint's
     acceleration, by second differences at the rate. Joint j moving along a unit direction u_j as
     A_j u_j sin(w t + phi_j) has the second difference -(2 sin(w h / 2) / h)^2 A_j u_j sin(w t + phi_j) exactly
     (h = 1 / rate), whose norm is w^2 A_j |sin(w t + phi_j)| times the discretization factor
     sinc^2 = (sin(w h / 2) / (w h / 2))^2, within (w h)^2 / 12 of 1. The directions are oblique, so a norm over
     the wrong axis, a mean of |components| or a sum instead of a mean is far off; the factor separates the rates."""
-    from eval import mean_acceleration
+    from metrics import mean_acceleration
     rng = np.random.default_rng(0)
     K, m, J1, w = 5, 40, 21, 2 * math.pi * 3.0                    # 3 Hz
     A = rng.uniform(0.05, 0.3, J1)                                # m
@@ -216,16 +217,16 @@ def test_mean_acceleration_of_sinusoids_is_the_closed_form():
         t = (np.arange(m) * h)[None, :, None] + rng.uniform(0, 1, (K, 1, 1))      # (K, m, 1) each clip its own start
         ric = A * np.sin(w * t + phi)                             # (K, m, J-1) distance along u_j
         clips = rng.standard_normal((K, m, 263))                  # other channels: never read
-        clips[..., data.feature_slices(data.SMPL22)["ric"]] = (ric[..., None] * u).reshape(K, m, 3 * J1)
+        clips[..., motion.feature_slices(motion.SMPL22)["ric"]] = (ric[..., None] * u).reshape(K, m, 3 * J1)
         sinc2 = (math.sin(w * h / 2) / (w * h / 2)) ** 2
         assert 1 - (w * h) ** 2 / 12 <= sinc2 <= 1
         want = (w ** 2 * sinc2 * A * np.abs(np.sin(w * t[:, 1:-1] + phi))).mean()  # at the middle frames 1 .. m-2
-        assert mean_acceleration(clips, rate, data.SMPL22) == pytest.approx(want, rel=1e-9), rate
+        assert mean_acceleration(clips, rate, motion.SMPL22) == pytest.approx(want, rel=1e-9), rate
         if rate == 20.0:                                          # 3 Hz at 20 fps: 7% below the true acceleration
             assert sinc2 == pytest.approx(0.9281, abs=1e-4)
 
 
-# ---- the band error: the 10-60 Hz band against the true one (eval.band_pass, eval.band_error) ----
+# ---- the band error: the 10-60 Hz band against the true one (metrics.band_pass, metrics.band_error) ----
 
 def burst_motion(t, t_end, a, u, b, v, phase, f_lo=3.0, f_hi=25.0):
     """(T, J, 3): joint j moves along u_j as a_j sin(2 pi f_lo t), a term of the sine series itself (2 f_lo t_end
@@ -243,7 +244,7 @@ def test_band_error_of_a_phase_shifted_band_is_two_minus_two_cos_phi():
     = 2 - 2 cos(phi_j) of its band's, whatever b_j; the figure is their mean over joints (an energy-weighted
     mean, or a measure blind to phase, is far off). Missing the band: 1; a band scaled by g: (1 - g)^2;
     anything added below 10 Hz (a 3 Hz term, a line): 0; the truth: 0."""
-    from eval import band_error
+    from metrics import band_error
     rng = np.random.default_rng(0)
     rate, t_end, J = 120.0, 2.0, 6
     t = np.arange(int(t_end * rate) + 1) / rate
@@ -266,10 +267,10 @@ def test_band_error_of_a_phase_shifted_band_is_two_minus_two_cos_phi():
 
 
 def test_band_pass_is_the_sine_series_of_the_sequence_less_its_end_line():
-    """eval.band_pass against its definition written out: y = x less the line through its end frames;
+    """metrics.band_pass against its definition written out: y = x less the line through its end frames;
     y_n = sum_k c_k sin(pi k n / (T - 1)) with c_k = 2 / (T - 1) sum_n y_n sin(pi k n / (T - 1)), k = 1 .. T - 2
     (the sines are orthogonal on n = 1 .. T - 2); keep the terms at lo <= k rate / (2 (T - 1)) <= hi Hz."""
-    from eval import band_pass
+    from metrics import band_pass
     rng = np.random.default_rng(1)
     for T, rate, lo, hi in ((50, 120.0, 10.0, 60.0), (37, 100.0, 10.0, 60.0), (64, 60.0, 5.0, 20.0), (3, 120.0, 0.0, 60.0)):
         x = rng.standard_normal((T, 4, 3)).cumsum(0)                              # a random walk: ends apart
@@ -288,7 +289,7 @@ def test_band_pass_is_the_sine_series_of_the_sequence_less_its_end_line():
 def test_band_error_edges_and_rate():
     """Terms of the sine series at k rate / (2 (T - 1)) Hz, k / 4 Hz on 2 s: the band holds lo and hi themselves,
     nothing beyond; the frequencies are in Hz whatever the rate, and at 100 fps the band stops at 49.75 Hz."""
-    from eval import band_error
+    from metrics import band_error
     for rate in (100.0, 120.0):
         t = np.arange(int(2.0 * rate) + 1) / rate
         term = lambda f: np.sin(2 * np.pi * f * t)[:, None, None] * np.ones((1, 2, 3))   # noqa: E731
@@ -305,7 +306,7 @@ def test_band_error_sums_sequences_before_the_ratio_and_skips_still_joints():
     """Two sequences: one misses its band (error energy E_1), the other has it exactly (0); the figure is
     E_1 / (E_1 + E_2), not the mean of 1 and 0, the energy of a band term b sin(2 pi f t) over T frames being
     b^2 (T - 1) / 2 (2 f t_end whole). A joint that never moves has no band to miss and is left out (0 / 0)."""
-    from eval import band_error
+    from metrics import band_error
     rate = 120.0
 
     def motion(seconds, b):                   # (T, 3, 3): joint 0 swings at 2 Hz with a 30 Hz band b, joint 1 at 40 Hz 2b
@@ -325,7 +326,7 @@ def test_band_error_sums_sequences_before_the_ratio_and_skips_still_joints():
 def test_band_error_of_white_noise_in_the_band():
     """The band replaced by white noise of its own energy (per joint and axis): 2 + a cross term of mean 0,
     so above 1: noise, not detail. The truth plus band noise of r times the band's energy: exactly r."""
-    from eval import band_error, band_pass
+    from metrics import band_error, band_pass
     rng = np.random.default_rng(2)
     rate, J = 120.0, 8
     t = np.arange(int(4.0 * rate) + 1) / rate
@@ -350,29 +351,29 @@ class Replay(torch.nn.Module):
         self.register_buffer("std", torch.ones(ms.features[0].shape[1]))
 
     def forward(self, z, t, duration, fps):
-        return torch.stack([torch.from_numpy(data.interpolate(self.ms.features[int(q)], self.ms.fps[int(q)],
+        return torch.stack([torch.from_numpy(motion.interpolate(self.ms.features[int(q)], self.ms.fps[int(q)],
                                                               ti.double().numpy())) for q, ti in zip(z[:, 0], t)])
 
 
 def test_band_rows_of_an_exact_decoder_and_of_real_motion_through_20fps():
-    """eval.band_rows, the framerate table's band error: motions whose root-relative joints stand still but for a
+    """metrics.band_rows, the framerate table's band error: motions whose root-relative joints stand still but for a
     30 Hz term b_j sin(2 pi 30 t), which is 0 at every 20 fps frame (sin(3 pi k)): through 20 fps, linear or
     cubic, they keep no band at all, so real motion through 20 fps scores exactly 1. A decoder replaying the
     recordings scores 0 directly and, decoded at 20 fps then interpolated, what real motion through 20 fps
     scores; replaying them with half the band, (1 - 1/2)^2 = 1/4; only the sequences recorded at the rate count."""
-    from eval import band_rows
+    from metrics import band_rows
     rng = np.random.default_rng(3)
-    sk, ric = data.SMPL22, data.feature_slices(data.SMPL22)["ric"]
+    sk, ric = motion.SMPL22, motion.feature_slices(motion.SMPL22)["ric"]
     v, offset = rng.standard_normal((21, 3)), rng.uniform(-0.5, 1.5, (21, 3))
 
-    def motion(fps, seconds, b):
+    def moving(fps, seconds, b):
         t = np.arange(int(seconds * fps) + 1) / fps
         x = rng.standard_normal((len(t), 263)).astype(np.float32)       # other channels: never read
         x[:, ric] = (offset + b * v * np.sin(2 * np.pi * 30 * t)[:, None, None]).reshape(len(t), -1)
         return x
 
     specs = [(120.0, 2.0), (100.0, 2.0), (120.0, 1.5), (60.0, 2.0)]
-    feats = [motion(f, s, 0.01) for f, s in specs]
+    feats = [moving(f, s, 0.01) for f, s in specs]
     ms = data.MotionSet(list("abcd"), feats, np.array([f for f, _ in specs]), [[""]] * 4, [""] * 4, sk)
     half = data.MotionSet(list("abcd"), [x.copy() for x in feats], ms.fps, [[""]] * 4, [""] * 4, sk)
     for x in half.features:

@@ -19,6 +19,7 @@ import torch
 
 import data
 import guard
+import motion
 import prepare
 
 RIGHT, LEFT = [2, 5, 8, 11, 14, 17, 19, 21], [1, 4, 7, 10, 13, 16, 18, 20]
@@ -30,10 +31,10 @@ def make_body_model(path, seed):
     """An SMPL+H-shaped model.npz: SMPL's 22 body joints (+ 30 hand joints on the wrists) in the model's own frame
     (y up, facing +z, +x the body's left), each the mean of 2 vertices; small random shape directions."""
     rng = np.random.default_rng(seed)
-    parents = list(data.SMPL22.parents) + [20] * 15 + [21] * 15
+    parents = list(motion.SMPL22.parents) + [20] * 15 + [21] * 15
     J = np.zeros((52, 3))
     J[0] = (0.0, 0.95, 0.0)
-    off = data.SMPL22.offsets() + rng.normal(0, 0.01, (22, 3))
+    off = motion.SMPL22.offsets() + rng.normal(0, 0.01, (22, 3))
     for j in range(1, 52):
         J[j] = J[parents[j]] + (off[j] if j < 22 else rng.normal(0, 0.03, 3))
     e = rng.normal(0, 0.02, (52, 3))
@@ -260,7 +261,7 @@ def test_amass_segments_are_cut_by_time_at_the_native_rate(amass_out, amass_inpu
         np.testing.assert_allclose(_vecs(amass_out, "M" + sid), prepare.sequence_features(mirrored(joints), fps)[0],
                                    atol=2e-4, err_msg="M" + sid)
         rec = np.load(os.path.join(amass_out, "new_joints", sid + ".npy"))
-        np.testing.assert_allclose(rec, data.features_to_joints(got), atol=1e-5)      # HumanML3D's new_joints
+        np.testing.assert_allclose(rec, motion.features_to_joints(got), atol=1e-5)      # HumanML3D's new_joints
     with open(os.path.join(amass_out, "meta.csv"), newline="") as f:
         fps = {r["id"]: float(r["fps"]) for r in csv.DictReader(f)}
     assert fps == {**{s: f for s, (_, f) in cases.items()}, **{"M" + s: f for s, (_, f) in cases.items()}}
@@ -287,12 +288,12 @@ def test_amass_captions_splits_and_loader(amass_out):
     assert sorted(train.names) == sorted(ids)
     k = train.names.index("000001")
     assert train.fps[k] == 120.0 and train.captions[k] == ["a person waves"]
-    np.testing.assert_allclose(data.features_per_frame(train.features[k], 120.0), _vecs(amass_out, "000001"), atol=1e-6)
+    np.testing.assert_allclose(motion.features_per_frame(train.features[k], 120.0), _vecs(amass_out, "000001"), atol=1e-6)
     # Mean/Std: per-second statistics of the train files, stored per frame at 20 fps
-    allx = np.concatenate([data.features_per_second(_vecs(amass_out, s), f) for s, f in zip(train.names, train.fps)])
+    allx = np.concatenate([motion.features_per_second(_vecs(amass_out, s), f) for s, f in zip(train.names, train.fps)])
     np.testing.assert_allclose(np.load(os.path.join(amass_out, "Mean.npy")),
-                               data.features_per_frame(allx.mean(0)[None], 20.0)[0], rtol=1e-4, atol=1e-6)
-    std = data.features_per_frame(data.group_std(allx.std(0), data.SMPL22)[None], 20.0)[0]
+                               motion.features_per_frame(allx.mean(0)[None], 20.0)[0], rtol=1e-4, atol=1e-6)
+    std = motion.features_per_frame(data.group_std(allx.std(0), motion.SMPL22)[None], 20.0)[0]
     np.testing.assert_allclose(np.load(os.path.join(amass_out, "Std.npy")), std, rtol=1e-3, atol=1e-6)
 
 
@@ -402,13 +403,13 @@ def test_a_damaged_source_stops_prepare_with_nothing_written(amass_inputs, tmp_p
 
 def make_humanact12(n_per_action=12, actions=(3, 10), seed=0, y_down=False):
     rng = np.random.default_rng(seed)
-    base = data.SMPL22.offsets()
+    base = motion.SMPL22.offsets()
     joints, labels = [], []
     for k in range(n_per_action * len(actions)):
         T = int(rng.integers(30, 45))
         t = np.arange(T)[:, None, None] / 15.0
         rest = np.zeros((22, 3))
-        for j, p in enumerate(data.SMPL22.parents):
+        for j, p in enumerate(motion.SMPL22.parents):
             rest[j] = (rest[p] if p >= 0 else (0, 0.95, 0)) + base[j]
         j24 = np.concatenate([rest, rest[20:22]])[None] + 0.05 * np.sin(3 * t + rng.uniform(0, 6, (1, 24, 3)))
         j24[:, :, 0] += 0.5 * t[:, :, 0]

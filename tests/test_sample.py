@@ -8,6 +8,7 @@ import pytest
 
 import bvh
 import data
+import motion
 import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ def test_sample_files_have_the_requested_rate_and_length(ckpts, tmp_path, fps, s
     assert joints.shape == (T, 22, 3) and feats.shape == (T, 263) and np.isfinite(joints).all()
     bvh_joints, skeleton, bvh_fps = bvh.read_bvh(os.path.join(out, "a_person_walks_forward_0.bvh"))
     assert abs(bvh_fps - fps) < 1e-4 * fps
-    order = [skeleton.joint_names.index(n) for n in data.SMPL22.joint_names]
+    order = [skeleton.joint_names.index(n) for n in motion.SMPL22.joint_names]
     np.testing.assert_allclose(bvh_joints[:, order], joints, atol=1e-4)   # written and read back
 
 
@@ -60,7 +61,7 @@ def test_seeds_repeat_and_differ(ckpts, tmp_path):
 
 def test_fit_super_resolution(ckpts, tmp_path):
     low = synthetic.generate_motions(3, seed=5)[0]
-    joints20 = data.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], 20.0).reshape(-1, 22, 3)
+    joints20 = motion.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], 20.0).reshape(-1, 22, 3)
     np.save(tmp_path / "low.npy", joints20)
     r = run("sample.py", "--ckpt", ckpts[1], "--fit", str(tmp_path / "low.npy"), "--fit-fps", "20", "--fps", "100",
             "--out", str(tmp_path / "fit"), "--no-preview", "--device", "cpu")
@@ -122,11 +123,11 @@ def test_samples_are_the_decoder_on_the_frame_grid(ckpts, tmp_path):
     told = torch.tensor([min(fps, args["max_fps"])])
     with torch.no_grad():
         x = (raw(z, t.float(), torch.tensor([seconds]), told)[0] * raw.std + raw.mean).double().numpy()   # per second
-    vel = data.velocity_mask(data.SMPL22)
+    vel = motion.velocity_mask(motion.SMPL22)
     x[:, vel] /= fps                                                    # per frame at --fps
     feats = np.load(tmp_path / "a_person_walks_forward_0_features.npy")
     np.testing.assert_allclose(feats, x, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "a_person_walks_forward_0.npy"), data.features_to_joints(x),
+    np.testing.assert_allclose(np.load(tmp_path / "a_person_walks_forward_0.npy"), motion.features_to_joints(x),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -197,7 +198,7 @@ def test_fit_target_is_the_motion_in_per_second_units_on_its_frame_grid(tmp_path
     import sample
     fit_fps = 30.0
     low = synthetic.generate_motions(3, seed=5)[0]
-    joints = data.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], fit_fps).reshape(-1, 22, 3)[:40]
+    joints = motion.resample(low["joints"].reshape(len(low["joints"]), -1), low["fps"], fit_fps).reshape(-1, 22, 3)[:40]
     np.save(tmp_path / "low.npy", joints)
     torch.manual_seed(0)
     dec = nerm.INRDecoder(nerm.INRConfig(latent_dim=8, hidden=16, n_blocks=1, time_enc="sinusoidal")).eval()
@@ -210,14 +211,14 @@ def test_fit_target_is_the_motion_in_per_second_units_on_its_frame_grid(tmp_path
         return torch.full((n, 8), 0.25)
 
     monkeypatch.setattr(nerm, "fit_latents", recorder)
-    z, seconds = sample.fit_joints(dec, data.SMPL22, str(tmp_path / "low.npy"), fit_fps)
+    z, seconds = sample.fit_joints(dec, motion.SMPL22, str(tmp_path / "low.npy"), fit_fps)
     (decoder, n, (k, t, dur, fps, x)), = seen
     assert decoder is dec and n == 1 and torch.equal(z, torch.full((8,), 0.25))
     T = len(joints)
     assert seconds == pytest.approx((T - 2) / fit_fps, rel=1e-12)
     assert k.tolist() == [0] and dur.tolist() == pytest.approx([(T - 2) / fit_fps]) and fps.tolist() == [fit_fps]
     np.testing.assert_allclose(t.double().numpy(), np.arange(T - 1)[None] / fit_fps, rtol=1e-6)
-    per_frame = data.joints_to_features(joints, data.SMPL22, fps=fit_fps, hml3d_frame0=False).astype(np.float64)
+    per_frame = motion.joints_to_features(joints, motion.SMPL22, fps=fit_fps, hml3d_frame0=False).astype(np.float64)
     rates = np.r_[0:3, 4 + 9 * 21:4 + 9 * 21 + 3 * 22]                 # root velocities, joint velocities
     assert np.abs(per_frame[:, rates]).max() > 1e-3                      # the motion moves: the rates matter
     per_second = per_frame.copy()

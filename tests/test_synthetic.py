@@ -10,9 +10,11 @@ import pytest
 
 import data
 import guard
+import motion
+import prepare
 import synthetic
 import writer
-from data import SMPL22
+from motion import SMPL22
 from synthetic import ACTIONS, FRAMERATES, generate_motions
 
 
@@ -118,10 +120,10 @@ def test_written_dataset_loads_and_its_statistics_are_the_train_rows(small_datas
     np.testing.assert_array_equal(np.load(os.path.join(small_dataset, "new_joints", "000000.npy")),
                                   motions["000000"]["joints"])
     ids = open(os.path.join(small_dataset, "train.txt")).read().split()
-    allx = np.concatenate([data.features_per_second(np.load(os.path.join(small_dataset, "new_joint_vecs", i + ".npy")),
+    allx = np.concatenate([motion.features_per_second(np.load(os.path.join(small_dataset, "new_joint_vecs", i + ".npy")),
                                                     motions[i]["fps"]).astype(np.float64) for i in ids])
-    mean = data.features_per_frame(allx.mean(0)[None], 20.0)[0]
-    std = data.features_per_frame(data.group_std(allx.std(0), SMPL22)[None], 20.0)[0]
+    mean = motion.features_per_frame(allx.mean(0)[None], 20.0)[0]
+    std = motion.features_per_frame(data.group_std(allx.std(0), SMPL22)[None], 20.0)[0]
     np.testing.assert_allclose(np.load(os.path.join(small_dataset, "Mean.npy")), mean, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.load(os.path.join(small_dataset, "Std.npy")), std, rtol=1e-5, atol=1e-7)
 
@@ -133,18 +135,18 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, capsys)
     with pytest.raises(guard.OutputError, match="already exists"):
         synthetic.write_dataset(str(out), num=3)
     with pytest.raises(guard.UserError) as e:                 # the CLI: one line (guard.report_errors prints it)
-        synthetic.main(["--out", str(out), "--num", "10"])
+        prepare.main(["synthetic", "--out", str(out), "--num", "10"])
     assert "already exists" in str(e.value) and "\n" not in str(e.value)
     assert os.listdir(out) == ["keep.txt"] and os.listdir(tmp_path) == ["mine"]
     # an error while writing (here: no train sequence to take Mean/Std from) removes the temporary folder
     with pytest.raises(data.DataError, match="no sequence of the train split"):
         with writer.DatasetWriter(str(tmp_path / "new"), SMPL22) as w:
             m = generate_motions(1, seed=0)[0]
-            x = data.joints_to_features(m["joints"], SMPL22, fps=m["fps"])
+            x = motion.joints_to_features(m["joints"], SMPL22, fps=m["fps"])
             w.add("a", x, m["joints"], m["fps"], ["a person walks#a/DET person/NOUN walk/VERB#0.0#0.0"])
             w.finish({"train": [], "val": ["a"], "test": []})
     assert [p for p in os.listdir(tmp_path) if not p.startswith(".nerm-lock")] == ["mine"]   # held until exit
-    synthetic.main(["--out", str(tmp_path / "new"), "--num", "10"])
+    prepare.main(["synthetic", "--out", str(tmp_path / "new"), "--num", "10"])
     assert "wrote 10 sequences" in capsys.readouterr().out and len(os.listdir(tmp_path / "new" / "texts")) == 10
     guard.release()
     assert sorted(os.listdir(tmp_path)) == ["mine", "new"]
