@@ -312,7 +312,9 @@ def compile_decoder(decoder):
 
     # each shape decode() uses is its own graph (dynamic=False); raise dynamo's per-function limit (8)
     # so several decoders in one process (bench.py: two models, 6 shapes each) stay compiled
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    # (named cache_size_limit before torch 2.7)
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
     compiled = torch.compile(decoder, backend=backend, dynamic=False)
     compiled.compiles = 0
     return compiled
