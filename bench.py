@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checkpoint
 import guard
 import motion
 import nerm
@@ -233,13 +234,13 @@ def bench_sample(args, results):
     """Seconds per sentence (batch 1) for a 10 s, 120 fps motion: DDPM-1000 and DDIM-50, denoising vs decoding."""
     dev, text, seconds, fps = args.device, "a person walks to the right slowly", 10.0, 120.0
     if os.path.exists(args.diffusion):
-        model, decoder, ckpt = nerm.load_diffusion(args.diffusion, dev)
+        model, decoder, ckpt = checkpoint.load_diffusion(args.diffusion, dev)
         skeleton, source = ckpt["inr"]["skeleton"], f"trained weights from {args.diffusion}"
     else:
         vocab = nerm.Vocab.build([text, "someone jumps twice", "a man waves his hand"])
         model = nerm.LatentDiffusion(nerm.DiffusionConfig(cond="text", vocab=vocab.to_list())).to(dev).eval()
         cfg = nerm.INRConfig(feature_dim=263, hidden=args.hidden, n_blocks=args.blocks)
-        decoder = nerm.load_decoder({"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict()}, dev)
+        decoder = checkpoint.load_decoder({"model_args": asdict(cfg), "decoder": nerm.INRDecoder(cfg).state_dict()}, dev)
         skeleton, source = motion.skeleton_to_dict(motion.SMPL22), f"random weights ({args.diffusion} not found)"
     compiled, skeleton = nerm.compile_decoder(decoder), motion.resolve_skeleton(skeleton)
 
@@ -457,7 +458,7 @@ def bench_ablations(args, results):
     data_flags = ["--data", args.data] + (["--data-dir", args.data_dir[0]] if args.data_dir else [])
     for name, flags in VARIANTS:
         paths[name] = path = os.path.join(args.ablation_dir, name + ".pt")
-        if os.path.exists(path) and nerm.load_checkpoint(path, stage=1)["step"] >= args.ablation_steps:
+        if os.path.exists(path) and checkpoint.load(path, stage=1)["step"] >= args.ablation_steps:
             print(f"{path}: trained, skipped")
             continue
         cmd = ["train_inr.py", *data_flags, "--steps", str(args.ablation_steps), "--eval-every", "0",

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checkpoint
 import data
 import guard
 import metrics
@@ -71,7 +72,7 @@ Stage2 = namedtuple("Stage2", "ckpt model decoder")   # a stage-2 checkpoint, it
 
 
 def load_stage2(path):
-    model, decoder, ckpt = nerm.load_diffusion(path)
+    model, decoder, ckpt = checkpoint.load_diffusion(path)
     return Stage2(ckpt, model, decoder)
 
 
@@ -268,7 +269,7 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
     path = args.evaluator or os.path.join("runs", f"evaluator_{args.data}.pt")
     payload = None
     if os.path.exists(path) and not args.retrain_evaluator:
-        payload = nerm.load_file(path, "evaluator file")
+        payload = checkpoint.load_file(path, "evaluator file")
         if not isinstance(payload, dict) or payload.get("kind") != kind:
             raise data.DataError(f"{path}: not a {kind} file")
         if payload.get("names") != list(train.names):
@@ -278,7 +279,7 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
         print(f"training the evaluator on {len(train)} real train motions ...")
         guard.claim(path, force=args.retrain_evaluator, remedy="pass --retrain-evaluator to replace it")
         payload = train_evaluator(train, args.evaluator_steps, args.seed)
-        nerm.save_checkpoint(payload, path)
+        checkpoint.save(payload, path)
         print(f"  wrote {path} in {time.time() - t0:.0f} s")
     try:
         return Evaluator(payload)
@@ -472,12 +473,12 @@ def mre_table(args):
     print("|---|---|---|" + "---|" * len(EVAL_FPS))
     out = {}
     for path in args.mre:
-        ckpt = nerm.load_checkpoint(path, stage=1)
+        ckpt = checkpoint.load(path, stage=1)
         a = ckpt["args"]
         gt, fit = data.open_split(a["data"], a["data_dir"], "val"), data.open_split(a["data"], a["data_dir"], "val", a["fps_mode"])
         keep = [i for i, act in enumerate(gt.actions) if not args.actions or act in args.actions.split(",")]
         keep = keep[:args.max_seqs]
-        res = metrics.evaluate_mre(nerm.load_decoder(nerm.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
+        res = metrics.evaluate_mre(checkpoint.load_decoder(checkpoint.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
                            a["fit_steps"], a["clip_len"], seed=args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
@@ -490,14 +491,14 @@ def mre_table(args):
 def checkpoint_rows(path, val, args):
     """Rows of a checkpoint: [(label, decoder, z_fn)], z_fn(rep) -> (z (len(val), Z), seconds (len(val),))."""
     try:
-        ckpt = nerm.load_checkpoint(path, stage=1)
-    except nerm.CheckpointError:
+        ckpt = checkpoint.load(path, stage=1)
+    except checkpoint.CheckpointError:
         gen = load_stage2(path)                               # its message names the file when it is neither
         cond = gen.model.config.cond
         conds = [c[0] for c in val.captions] if cond == "text" else val.actions if cond == "action" else [None] * len(val)
         return [("samples", gen.decoder, lambda rep: (sample_latents(
             gen, conds, val.durations(), args, torch.Generator().manual_seed(args.seed + rep)), val.durations()))]
-    decoder, a = nerm.load_decoder(nerm.decoder_payload(ckpt)), ckpt["args"]
+    decoder, a = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt)), ckpt["args"]
     # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE);
     # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all of them)
     fit_set = data.open_split(args.data, args.data_dir, "val", a["fps_mode"])

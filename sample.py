@@ -27,6 +27,7 @@ import sys
 import numpy as np
 import torch
 
+import checkpoint
 import bvh
 import data
 import guard
@@ -193,7 +194,7 @@ if __name__ == "__main__":
         args.text += read_prompts(args.text_file)
     if args.plot and not has_matplotlib():
         parser.error("--plot needs matplotlib: pip install matplotlib")
-    model, decoder, ckpt = nerm.load_diffusion(args.ckpt, args.device)
+    model, decoder, ckpt = checkpoint.load_diffusion(args.ckpt, args.device)
     check_condition(args, model, ckpt["actions"])
     skeleton = motion.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
     if args.plot and skeleton.num_joints != 22:
@@ -236,7 +237,7 @@ if __name__ == "__main__":
         for i, z in enumerate(zs):
             feats, joints = decode_motion(decoder, z, seconds, args.fps, skeleton, fast, dtype)
             if not np.isfinite(joints).all():   # nothing half-made is written
-                raise nerm.CheckpointError(f"the decoded motion {name}_{i} is not finite; the checkpoint {args.ckpt} is broken")
+                raise checkpoint.CheckpointError(f"the decoded motion {name}_{i} is not finite; the checkpoint {args.ckpt} is broken")
             base = os.path.join(args.out, f"{name}_{i}")
             guard.write(base + ".npy", lambda tmp: np.save(tmp, joints.astype(np.float32)))
             guard.write(base + "_features.npy", lambda tmp: np.save(tmp, feats.astype(np.float32)))

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import checkpoint
 import data
 import guard
 import nerm
@@ -101,14 +102,14 @@ if __name__ == "__main__":
     # each process its own random stream (seed + rank): its own latents, noise levels, condition drops and
     # dropout; DDP copies rank 0's initial weights to all
     torch.manual_seed(args.seed + rank)
-    ckpt = nerm.load_checkpoint(args.out, stage=2) if args.resume else None   # nerm's own file: --resume replaces it
+    ckpt = checkpoint.load(args.out, stage=2) if args.resume else None   # nerm's own file: --resume replaces it
     if rank == 0:   # one process writes: it claims --out (never --inr, its own input), the others wait
         guard.claim(args.out, force=args.force or args.resume, inputs=[args.inr],
                     remedy="pass --resume to continue it, --force to start afresh, or choose another --out",
                     resumed=ckpt is not None)
     if world > 1:
         dist.barrier()
-    inr = nerm.load_checkpoint(args.inr, stage=1)
+    inr = checkpoint.load(args.inr, stage=1)
     seqs = inr["sequences"]
     mu, logvar = inr["model"]["latents.mu"], inr["model"]["latents.logvar"]
     variational = inr["model_args"]["variational"]
@@ -127,7 +128,7 @@ if __name__ == "__main__":
     vocab = nerm.Vocab.build([c for caps in captions for c in caps]).to_list() if args.cond == "text" else None
     cfg = nerm.DiffusionConfig(latent_dim=mu.shape[1], cond=args.cond, vocab=vocab, num_actions=len(action_names),
                                d_model=args.d_model, n_layers=args.layers, cond_drop=args.cond_drop)
-    stage1 = nerm.decoder_payload(inr)
+    stage1 = checkpoint.decoder_payload(inr)
     differs = resume_mismatch(ckpt, cfg, stage1) if ckpt is not None else ""
     if differs:
         raise guard.UserError(f"--resume: {args.out} is another run: {differs}. Repeat its flags and --inr, "
@@ -153,8 +154,8 @@ if __name__ == "__main__":
     # that gradient into its buffer instead of sharing the memory, a free copy at this size
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
-    def checkpoint():
-        nerm.save_checkpoint({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    def save():
+        checkpoint.save({"stage": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_args": asdict(cfg), "args": vars(args), "step": step, "actions": action_names,
                               "durations": duration, "inr": stage1}, args.out)
 
@@ -191,11 +192,11 @@ if __name__ == "__main__":
         if step % 20 == 0:
             pbar.set_postfix(loss=f"{mean_loss.item():.4f}")
         if step % args.save_every == 0 and rank == 0:  # one process writes
-            checkpoint()
+            save()
     pbar.close()
     if rank == 0:
         print(f"trained steps {start}..{step} in {time.time() - t0:.0f} s")
-        checkpoint()
+        save()
         print(f"wrote {args.out}")
     if dist.is_initialized():
         dist.destroy_process_group()

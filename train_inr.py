@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import checkpoint
 import data
 import guard
 import metrics
@@ -124,7 +125,7 @@ if __name__ == "__main__":
     # each process its own random stream (nanoGPT's seed + rank): its own clips, latent noise, dropout.
     # The initial weights may differ too: DDP copies rank 0's parameters (latent table included) to all
     torch.manual_seed(args.seed + rank)
-    ckpt = nerm.load_checkpoint(args.out, stage=1) if args.resume else None   # nerm's own file: --resume replaces it
+    ckpt = checkpoint.load(args.out, stage=1) if args.resume else None   # nerm's own file: --resume replaces it
     def load():   # the train and val splits, mapped from their stores (data.stored)
         return tuple(data.open_split(args.data, args.data_dir, split, mode, generate=args.num_synthetic)
                      for split, mode in (("train", args.fps_mode), ("val", args.fps_mode), ("val", "native")))
@@ -181,8 +182,8 @@ if __name__ == "__main__":
     # all-reduced every step: ~47 MB for 23k sequences at Z = 256, small for a GPU interconnect.
     train_model = DDP(model, device_ids=[device] if device.startswith("cuda") else None) if world > 1 else model
 
-    def checkpoint():
-        nerm.save_checkpoint({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    def save():
+        checkpoint.save({"stage": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "model_args": asdict(cfg), "args": vars(args), "step": step, "history": history,
                               "skeleton": motion.skeleton_to_dict(train_set.skeleton),
                               "sequences": {"names": train_set.names, "fps": torch.from_numpy(train_set.fps),
@@ -229,7 +230,7 @@ if __name__ == "__main__":
             pbar.set_postfix(recon=f"{stats[1].item():.4f}", prior=f"{stats[2].item():.1f}")
         # one process evaluates and writes; the others wait for it at the next step's first collective
         if step % args.save_every == 0 and rank == 0:
-            checkpoint()
+            save()
         if args.eval_every and step % args.eval_every == 0 and step < args.steps and rank == 0:
             run_eval()
     pbar.close()
@@ -240,7 +241,7 @@ if __name__ == "__main__":
             print(f"posterior sigma: mean {sigma.mean():.4f} (min {sigma.min():.4f}, max {sigma.max():.4f}); "
                   f"initial {math.exp(0.5 * cfg.init_logvar):.4f}")
         run_eval()
-        checkpoint()
+        save()
         print(f"wrote {args.out}")
     if dist.is_initialized():
         dist.destroy_process_group()

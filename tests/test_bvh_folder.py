@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 import bvh
 import data
 import motion
@@ -243,7 +244,6 @@ def run(script, *args):
 
 def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     """train_inr --data bvh, then what train_diffusion passes on and sample.py does with it: the skeleton travels."""
-    import nerm
     from sample import decode_motion
     d, _ = folder
     s1 = str(tmp_path / "inr.pt")
@@ -257,9 +257,9 @@ def test_bvh_trained_model_samples_a_bvh_on_its_skeleton(folder, tmp_path):
     assert replace(carried, bone_lengths=None, rest_dirs=None) == replace(
         file_skel, name=d.name, fps=30.0, bone_lengths=None, rest_dirs=None)
     assert np.allclose(carried.offsets(), file_skel.offsets(), atol=1e-12)
-    torch.save({"inr": nerm.decoder_payload(inr)}, tmp_path / "d.pt")   # a stage-2 checkpoint's stage-1 part
+    torch.save({"inr": checkpoint.decoder_payload(inr)}, tmp_path / "d.pt")   # a stage-2 checkpoint's stage-1 part
     payload = torch.load(tmp_path / "d.pt", weights_only=True)["inr"]
-    decoder, skeleton = nerm.load_decoder(payload), motion.resolve_skeleton(payload["skeleton"])
+    decoder, skeleton = checkpoint.load_decoder(payload), motion.resolve_skeleton(payload["skeleton"])
     feats, joints = decode_motion(decoder, torch.randn(decoder.cfg.latent_dim), 1.0, 45.0, skeleton)
     J = carried.num_joints
     assert skeleton == carried and feats.shape == (46, 12 * J - 1) and joints.shape == (46, J, 3)

@@ -361,7 +361,7 @@ def stage1_checkpoint(path, mu, logvar):
     sequences = {"names": [f"s{i}" for i in range(N)], "fps": torch.full((N,), 20.0, dtype=torch.float64),
                  "duration": torch.linspace(2.0, 5.0, N, dtype=torch.float64),
                  "captions": [["a person walks"]] * N, "actions": [""] * N}
-    # torch.save, not nerm.save_checkpoint: this file is the test's input, not a run's claimed output
+    # torch.save, not checkpoint.save: this file is the test's input, not a run's claimed output
     torch.save({"stage": 1, "model": model.state_dict(), "optimizer": {}, "model_args": asdict(cfg), "args": {},
                 "step": 0, "history": [], "skeleton": motion.skeleton_to_dict(motion.SMPL22), "sequences": sequences}, path)
 

@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+import checkpoint
 import guard
 import nerm
 import writer
@@ -118,7 +119,7 @@ def test_writes_replace_links_and_never_follow_them(tmp_path):
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     path = tmp_path / "runs" / "inr.pt"
     guard.claim(str(path))
-    nerm.save_checkpoint({"step": 1}, str(path))
+    checkpoint.save({"step": 1}, str(path))
     for error in (OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EROFS, "Read-only file system")):
         def fill(tmp):
             with open(tmp, "wb") as f:
@@ -319,15 +320,15 @@ def test_a_damaged_stage2_checkpoint_is_one_error(tmp_path):
             "args": {}, "step": 1, "actions": [""], "inr": {"model_args": asdict(icfg), "skeleton": {},
                                                              "decoder": nerm.INRDecoder(icfg).state_dict()}}
     torch.save(good, tmp_path / "good.pt")
-    assert nerm.load_diffusion(str(tmp_path / "good.pt"))[0].config.d_model == 32
+    assert checkpoint.load_diffusion(str(tmp_path / "good.pt"))[0].config.d_model == 32
     wrong = dict(good, model={**good["model"], "null": torch.zeros(1, 1, 33)})   # a weight of the wrong shape
     missing = {k: v for k, v in good.items() if k != "inr"}
     odd = dict(good, model_args={**good["model_args"], "d_model": 30})
     for name, ckpt, says in (("wrong", wrong, "damaged or foreign"), ("missing", missing, "no inr"),
                              ("odd", odd, "multiple of n_heads")):
         torch.save(ckpt, tmp_path / f"{name}.pt")
-        with pytest.raises(nerm.CheckpointError, match=says):
-            nerm.load_diffusion(str(tmp_path / f"{name}.pt"))
+        with pytest.raises(checkpoint.CheckpointError, match=says):
+            checkpoint.load_diffusion(str(tmp_path / f"{name}.pt"))
 
 
 # ---- errors: one line ----

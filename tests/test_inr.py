@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import checkpoint
 import data
 import motion
 import nerm
@@ -286,7 +287,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     import guard
     path = tmp_path / "inr.pt"
     guard.claim(str(path))
-    nerm.save_checkpoint({"step": 1}, str(path))
+    checkpoint.save({"step": 1}, str(path))
     real_save = torch.save
 
     def crash(obj, f, *a, **k):
@@ -296,12 +297,12 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        nerm.save_checkpoint({"step": 2}, str(path))
+        checkpoint.save({"step": 2}, str(path))
     monkeypatch.setattr(torch, "save", real_save)
     left = sorted(p for p in os.listdir(tmp_path) if not p.startswith(".nerm-lock"))
-    assert nerm.load_file(str(path))["step"] == 1 and left == [".nerm-manifest", "inr.pt"]
-    nerm.save_checkpoint({"step": 3}, str(path))
-    assert nerm.load_file(str(path))["step"] == 3
+    assert checkpoint.load_file(str(path))["step"] == 1 and left == [".nerm-manifest", "inr.pt"]
+    checkpoint.save({"step": 3}, str(path))
+    assert checkpoint.load_file(str(path))["step"] == 3
     guard.release()
     assert sorted(os.listdir(tmp_path)) == [".nerm-manifest", "inr.pt"]
 
