@@ -144,6 +144,43 @@ def plot_rates(path, rates, title):
     plt.close(fig)
 
 
+# ---- the argument checks: flags against each other and against the model, outputs claimed ----
+
+def output_exts(gif):
+    return (".npy", "_features.npy", ".bvh") + ((".gif",) if gif else ())
+
+
+def check_args(args, model, actions, skeleton):
+    """Every flag against the others and against this model, before any work: a flag mistake is one argparse
+    line (parser.error), a data file's is one DataError. Then the outputs are named and claimed: file names
+    from guard.name (a prompt or label made a plain name: no folder, no '..'), kept apart by unique_names,
+    every target checked now and written later through guard.write. -> (jobs [(name, text, action id)], gif)."""
+    if args.text_file:
+        args.text += read_prompts(args.text_file)
+    if args.plot and not has_matplotlib():
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    if args.plot and skeleton.num_joints != 22:
+        parser.error("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
+    check_condition(args, model, actions)
+    if args.fit:
+        jobs = [("fit", None, None)]
+    elif args.text:
+        jobs = [(guard.name(t), t, None) for t in args.text]
+    elif args.action:
+        jobs = [(guard.name(a), None, actions.index(a)) for a in args.action]
+    else:
+        jobs = [("uncond", None, None)]
+    jobs, gif = unique_names(jobs), not args.no_preview and has_matplotlib()
+    guard.claim(args.out, force=args.force, inputs=[args.ckpt, args.fit, args.text_file], into=True)
+    if args.plot:
+        guard.claim(args.plot, force=args.force, inputs=[args.ckpt, args.fit, args.text_file, args.out])
+    for name, _, _ in jobs:
+        for i in range(1 if args.fit else args.num):
+            for ext in output_exts(gif):
+                guard.check(os.path.join(args.out, f"{name}_{i}{ext}"))
+    return jobs, gif
+
+
 def unique_names(jobs):
     """Make the names of (name, text, action) jobs distinct: a repeated name gets -2, -3 ... so two prompts
     that share their first 40 characters (or differ only in case and punctuation) never overwrite each other."""
@@ -166,17 +203,17 @@ def check_condition(args, model, actions):
     """The prompts and labels against what this model knows: one line for a mistake, a note for unknown words."""
     cond = model.config.cond
     if args.text and cond != "text":
-        raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --action or no condition")
+        parser.error(f"{args.ckpt} is a {cond}-conditioned model: use --action or no condition")
     if args.action and cond != "action":
-        raise data.DataError(f"{args.ckpt} is a {cond}-conditioned model: use --text or no condition")
+        parser.error(f"{args.ckpt} is a {cond}-conditioned model: use --text or no condition")
     if args.steps > model.config.timesteps:
-        raise data.DataError(f"--steps {args.steps}: this model has {model.config.timesteps} diffusion steps")
+        parser.error(f"--steps {args.steps}: this model has {model.config.timesteps} diffusion steps")
     for text in args.text:
         words = nerm.Vocab.normalize(text)
         known = [w for w in words if w in model.vocab.index]
         if not known:
-            raise data.DataError(f"--text {text!r} has no word this model knows (its vocabulary is the English words "
-                                 f"of its training captions, {len(model.vocab) - 2} of them)")
+            parser.error(f"--text {text!r} has no word this model knows (its vocabulary is the English words "
+                         f"of its training captions, {len(model.vocab) - 2} of them)")
         unknown = sorted(set(words) - set(known))
         if unknown:
             print(f"note: {text!r}: words this model does not know, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
@@ -184,41 +221,15 @@ def check_condition(args, model, actions):
             print(f"note: {text!r}: only the first {model.config.max_words} words are read", file=sys.stderr)
     for a in args.action:
         if a not in actions:
-            raise data.DataError(f"unknown action {a!r}; this model knows: {', '.join(actions)}")
+            parser.error(f"unknown action {a!r}; this model knows: {', '.join(actions)}")
 
 
 if __name__ == "__main__":
     guard.report_errors()          # a user's mistake or a failing disk: one line, no traceback
     args = parser.parse_args()
-    if args.text_file:
-        args.text += read_prompts(args.text_file)
-    if args.plot and not has_matplotlib():
-        parser.error("--plot needs matplotlib: pip install matplotlib")
     model, decoder, ckpt = checkpoint.load_diffusion(args.ckpt, args.device)
-    check_condition(args, model, ckpt["actions"])
-    skeleton = motion.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's, so no data folder is needed
-    if args.plot and skeleton.num_joints != 22:
-        raise data.DataError("--plot draws SMPL's wrists and ankles: it needs a model trained on SMPL's 22 joints")
-    # file names: guard.name makes a plain name of a prompt or a label (no folder, no '..'), unique_names keeps
-    # them apart; every target is checked before any work, and written through guard.write
-    if args.fit:
-        jobs = [("fit", None, None)]
-    elif args.text:
-        jobs = [(guard.name(t), t, None) for t in args.text]
-    elif args.action:
-        jobs = [(guard.name(a), None, ckpt["actions"].index(a)) for a in args.action]
-    else:
-        jobs = [("uncond", None, None)]
-    jobs = unique_names(jobs)
-    gif = not args.no_preview and has_matplotlib()
-    guard.claim(args.out, force=args.force, inputs=[args.ckpt, args.fit, args.text_file], into=True)
-    if args.plot:
-        guard.claim(args.plot, force=args.force, inputs=[args.ckpt, args.fit, args.text_file, args.out])
-    exts = (".npy", "_features.npy", ".bvh") + ((".gif",) if gif else ())
-    for name, _, _ in jobs:
-        for i in range(1 if args.fit else args.num):
-            for ext in exts:
-                guard.check(os.path.join(args.out, f"{name}_{i}{ext}"))
+    skeleton = motion.resolve_skeleton(ckpt["inr"]["skeleton"])   # the training data's: no data folder is needed
+    jobs, gif = check_args(args, model, ckpt["actions"], skeleton)   # every flag and output, before any work
     if args.dtype == "tf32":  # TF32 tensor-core matmuls (GPU only; the CPU ignores the setting)
         torch.backends.cuda.matmul.allow_tf32 = True
     dtype = torch.bfloat16 if args.dtype == "bf16" else None
@@ -230,7 +241,7 @@ if __name__ == "__main__":
     for name, text, action in jobs:
         if fitted is not None:
             zs, seconds = fitted[0][None], fitted[1]
-        else:
+        else:   # stage 2 draws z (classifier-free guidance), stage 1 decodes it at --fps
             seconds = args.seconds
             zs = model.sample(args.num, text=text, action=action, duration=seconds, guidance=args.guidance,
                               sampler=args.sampler, steps=args.steps, generator=g)
@@ -245,7 +256,7 @@ if __name__ == "__main__":
             if gif:
                 guard.write(base + ".gif", lambda tmp: preview(tmp, joints, args.fps, text or name, skeleton))
             print(f"{text or name!r} #{i}: {len(joints)} frames at {args.fps:g} fps ({seconds:.2f} s) -> "
-                  + ", ".join(base + ext for ext in exts))
+                  + ", ".join(base + ext for ext in output_exts(gif)))
             if args.plot and (name, i) == (jobs[0][0], 0):   # the same z at 20 fps, as a 20 fps model gives it
                 _, low = decode_motion(decoder, z, seconds, 20.0, skeleton, fast, dtype)
                 guard.write(args.plot, lambda tmp: plot_rates(tmp, {args.fps: joints, 20.0: low}, text or name))

@@ -31,7 +31,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import checkpoint
-import data
 import guard
 import nerm
 
@@ -68,12 +67,13 @@ def get_lr(step, base, total, warmup=100):
 
 
 def setup_distributed(device):
-    """(rank, world size, device) of this process; under torchrun it joins the process group (see train_inr.py)."""
+    """(rank, world size, device) of this process. Under torchrun (RANK is set) it joins the process group:
+    nccl with one GPU per process (cuda:LOCAL_RANK), gloo for CPU processes. Plain python: (0, 1, device)."""
     if "RANK" not in os.environ:
         return 0, 1, device
     if device.startswith("cuda"):
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # first, so that nccl (and its barrier) use this GPU
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
 
@@ -117,9 +117,9 @@ if __name__ == "__main__":
     captions, action_names = seqs["captions"], sorted(set(seqs["actions"]))
     actions = torch.tensor([action_names.index(a) for a in seqs["actions"]])
     if args.cond == "text" and not all(captions):
-        raise data.DataError(f"{args.inr} has sequences without captions; use --cond action or --cond none")
+        parser.error(f"{args.inr} has sequences without captions; use --cond action or --cond none")
     if args.cond == "action" and action_names == [""]:
-        raise data.DataError(f"{args.inr} has no action labels; use --cond text or --cond none")
+        parser.error(f"{args.inr} has no action labels; use --cond text or --cond none")
     if rank == 0:
         print(f"{len(mu)} latents of size {mu.shape[1]} from {args.inr}, cond {args.cond}, "
               f"{len(action_names)} actions, durations {duration.min():.1f}-{duration.max():.1f} s"
@@ -180,8 +180,8 @@ if __name__ == "__main__":
             dist.all_reduce(mean_loss)
             mean_loss /= world
         if not torch.isfinite(mean_loss):
-            sys.exit(f"error: loss became {mean_loss.item()} at step {step}; "
-                     "stopping (the last good checkpoint is kept)")
+            kept = f"the last good checkpoint is {args.out}" if os.path.exists(args.out) else "no checkpoint was written"
+            sys.exit(f"error: loss became {mean_loss.item()} at step {step}; stopping ({kept}). Try a lower --lr.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip > 0:

@@ -103,7 +103,8 @@ def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
     """What differs between the run in ckpt and the one these flags and this data define ('' if nothing):
     the model config, the fps mode, and the data itself (data.fingerprint: names and their order, since
     latent i belongs to sequence i, lengths, rates, statistics, captions, a hash of the frames)."""
-    diff = [f"{k}={v!r} (now {asdict(cfg)[k]!r})" for k, v in ckpt["model_args"].items() if asdict(cfg).get(k) != v]
+    now = asdict(cfg)   # (the checkpoint's config as this nerm reads it: without the settings of retired experiments)
+    diff = [f"{k}={v!r} (now {now[k]!r})" for k, v in asdict(checkpoint.inr_config(ckpt["model_args"])).items() if now[k] != v]
     for key in ("data", "fps_mode"):
         if ckpt["args"].get(key) != getattr(args, key):
             diff.append(f"--{key.replace('_', '-')} {ckpt['args'].get(key)} (now {getattr(args, key)})")
