@@ -191,9 +191,9 @@ class INRDecoder(nn.Module):
         # time normalization (paper): the coarse coordinate u spans [0, 1] over the whole sequence
         scale = duration if self.cfg.time_norm else torch.ones_like(duration)
         gamma = self.time_enc(t / scale[:, None], t, scale)     # (B, M, F)
-        # log scale so 20 -> 0, 120 -> 0.78
-        s = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
-        h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, s], -1))  # (B, M, H)
+        # the rate as log10(fps / 20): 20 -> 0, 120 -> 0.78
+        rate = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
+        h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, rate], -1))  # (B, M, H)
         for block in self.blocks:
             h = block(h, z)
         return self.out(F.relu(self.norm(h)))                   # (B, M, D)
@@ -272,9 +272,15 @@ def decode(decoder, z, fps, seconds, chunk=8192, row=256, dtype=None):
     compile_decoder(...)'s output; dtype=torch.bfloat16 runs it under autocast (fp32 output).
 
     The (sequence, timestamp) pairs are decoded at most `chunk` at a time: cut into rows of `row`
-    timestamps (each sequence's last row padded), the rows decoded in groups of 1, 2, 4 ... chunk // row.
-    Those few shapes are all the decoder ever sees, so a compiled one is compiled at most
-    log2(chunk / row) + 1 times, whatever the fps, duration or batch.
+    timestamps (each sequence's last row padded with t = 0, decoded, and dropped), the rows decoded in groups
+    of 1, 2, 4 ... chunk // row. Those few shapes are all the decoder ever sees, so a compiled one is
+    compiled at most log2(chunk / row) + 1 times, whatever the fps, duration or batch.
+
+    What reaches INRDecoder.forward, per group of n rows: z (n, Z) each row's sequence latent, t (n, row)
+    seconds k / fps, duration (n,) = `seconds` (time normalization divides t by it, so with the default
+    time_norm a 4 s decode is the whole motion squeezed into 4 s, not the first half of an 8 s one), and
+    fps (n,); it returns (n, row, D) normalized features, turned here into real units by the decoder's
+    own std and mean.
     """
     dev = decoder.mean.device
     B = z.shape[0]

@@ -42,7 +42,9 @@ parser.add_argument("--text", type=Text(), action="append", default=[], help="a 
 parser.add_argument("--text-file", type=Path("file"), default=None, help="a UTF-8 file with one prompt per line")
 parser.add_argument("--action", type=Text(200), action="append", default=[], help="an action label (repeatable)")
 parser.add_argument("--fps", type=Float(0, MAX_FPS, open=True), default=20.0, help="output framerate, any value in (0, 480]")
-parser.add_argument("--seconds", type=Float(0, MAX_SECONDS, open=True), default=4.0, help="duration of each motion, (0, 60]")
+parser.add_argument("--seconds", type=Float(0, MAX_SECONDS, open=True), default=4.0,
+                    help="duration of each motion, (0, 60]: stage 2 is told it, and time is normalized by it, so a 4 s "
+                         "motion is not the first half of an 8 s one")
 parser.add_argument("--num", type=Int(1, 1000), default=1, help="samples per prompt")
 parser.add_argument("--guidance", type=Float(-1e3, 1e3), default=nerm.GUIDANCE, help="classifier-free guidance scale r (1 = none)")
 parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="ddim: fast, deterministic; ddpm: all 1000 steps")
