@@ -264,16 +264,16 @@ def train_evaluator(ms, steps, seed=0, hidden=128, emb=64, batch=64, log=print):
     return payload
 
 
-def get_evaluator(args, train, kind="nerm-evaluator"):
+def get_evaluator(args, train):
     """The evaluator: loaded, or trained and saved once."""
     path = args.evaluator or os.path.join("runs", f"evaluator_{args.data}.pt")
     payload = None
     if os.path.exists(path) and not args.retrain_evaluator:
         payload = checkpoint.load_file(path, "evaluator file")
-        if not isinstance(payload, dict) or payload.get("kind") != kind:
-            raise data.DataError(f"{path}: not a {kind} file")
+        if not isinstance(payload, dict) or payload.get("kind") != "nerm-evaluator":
+            raise checkpoint.CheckpointError(f"{path}: not a nerm-evaluator file")
         if payload.get("names") != list(train.names):
-            raise data.DataError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
+            raise checkpoint.CheckpointError(f"{path} was trained on other train sequences; pass --retrain-evaluator")
     if payload is None:
         t0 = time.time()
         print(f"training the evaluator on {len(train)} real train motions ...")
@@ -284,7 +284,7 @@ def get_evaluator(args, train, kind="nerm-evaluator"):
     try:
         return Evaluator(payload)
     except RuntimeError:  # written by another version of these networks
-        raise data.DataError(f"{path} does not fit this eval.py's networks; pass --retrain-evaluator") from None
+        raise checkpoint.CheckpointError(f"{path} does not fit this eval.py's networks; pass --retrain-evaluator") from None
 
 
 # ---- the framerate table's clips: real, and decoded (see decoded_clips) ----

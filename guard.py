@@ -11,8 +11,8 @@ overwrites what it did not write, writes outside its output, leaves a half-writt
   names    name(text): a plain file name from a prompt or a label; plain(id): an id a data file gives, refused
            unless it is one; inside(folder, listed): a path a data file lists, kept inside its folder.
   flags    argparse types: Int, Float, Text, Path, Choice-free device; every flag declares its range once.
-  errors   UserError (DataError, OutputError, checkpoint.CheckpointError): report_errors() makes any of them, and any
-           OSError of the disk, one line on stderr and exit status 1.
+  errors   UserError (DataError, OutputError, checkpoint.CheckpointError): report_errors() makes any of
+           them, and any OSError of the disk, one line on stderr and exit status 1.
 
     python -m pytest -q tests/test_guard.py
 """
