@@ -61,3 +61,17 @@ def test_a_checkpoint_that_used_a_retired_experiment_is_refused_by_name(setting)
     name = next(iter(setting))
     with pytest.raises(checkpoint.CheckpointError, match=f"{name}=.*no longer has"):
         checkpoint.load_decoder(payload)
+
+
+def test_no_script_imports_another_script():
+    """The layers: a script (a file run as `python X.py`) imports only the base modules, never another script, and
+    the base modules import no script (nanoGPT's scripts import only `model`)."""
+    import ast
+    mods = {f[:-3] for f in os.listdir(ROOT) if f.endswith(".py")}
+    scripts = {m for m in mods if m != "nerm" and '__name__ == "__main__"' in open(os.path.join(ROOT, m + ".py")).read()}
+    assert {"train_inr", "train_diffusion", "sample", "eval"} <= scripts
+    for m in mods:
+        tree = ast.parse(open(os.path.join(ROOT, m + ".py")).read())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & scripts, f"{m}.py imports the script(s) {sorted(names & scripts)}"
