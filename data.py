@@ -390,13 +390,17 @@ def stored(key, sources, build, fps_mode="native", min_seconds=1.0):
     index = _read_index(folder, sig)
     if index is None:
         t0 = time.time()
-        guard.claim(folder, force=True)               # only a store nerm wrote is ever replaced
-        with guard.Folder(folder) as out:
-            skeleton, items = build()
-            _build(out.tmp, pieces(items, fps_mode, min_seconds), skeleton, sig)
-            out.commit()
-        index = _read_index(folder, sig)
-        print(f"stored {len(index['names'])} sequences ({index['rows']} frames) in {folder} in {time.time() - t0:.0f} s")
+        # only a store nerm wrote is ever replaced; a second run on the same split waits for the first's build
+        guard.claim(folder, force=True, wait=True)
+        index = _read_index(folder, sig)              # the other run may have built it meanwhile
+        if index is None:
+            with guard.Folder(folder) as out:
+                skeleton, items = build()
+                _build(out.tmp, pieces(items, fps_mode, min_seconds), skeleton, sig)
+                out.commit()
+            index = _read_index(folder, sig)
+            print(f"stored {len(index['names'])} sequences ({index['rows']} frames) in {folder} in {time.time() - t0:.0f} s")
+        guard.release(folder)                         # read-only from here: other runs may map it too
     D, rows, length = index["dim"], index["rows"], index["length"]
     path = os.path.join(folder, "features.f32")
     flat = np.memmap(path, np.float32, "r", shape=(rows, D)) if rows else np.zeros((0, D), np.float32)

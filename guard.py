@@ -157,14 +157,15 @@ def _check(path, force, remedy="pass --force to replace it, or choose another pa
 
 
 def claim(path, force=False, inputs=(), into=False, remedy="pass --force to replace it, or choose another path",
-          resumed=False):
+          resumed=False, wait=False):
     """Make path an output of this run, before any work; returns its absolute path. Takes a lock on it (a
     second run that claims it fails at once), removes the debris of killed runs beside it, and checks the rules:
     an existing path only with force and only if nerm wrote it; never one of inputs (files or folders this
     command reads) nor a folder holding one. remedy: what the error for an existing path tells the user to do.
     into: path is a folder that files are written into (sample.py's --out): it may exist (it is made at the
     first write), and each file in it is checked by check() and write(). resumed: the caller has loaded path
-    as its own kind of file to continue it (--resume), which shows that nerm wrote it."""
+    as its own kind of file to continue it (--resume), which shows that nerm wrote it. wait: a claim held by
+    another run is waited for instead of refused (data.stored: two runs on one dataset share its store)."""
     path = os.path.abspath(path)
     if path in _claims:
         return path
@@ -175,7 +176,7 @@ def claim(path, force=False, inputs=(), into=False, remedy="pass --force to repl
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, lock = _lock(path)
+        fd, lock = _lock(path, wait)
     except OSError as e:
         raise OutputError(f"cannot write in {folder}: {e.strerror or e}") from None
     try:
@@ -198,14 +199,14 @@ def claim(path, force=False, inputs=(), into=False, remedy="pass --force to repl
     return path
 
 
-def _lock(path):
+def _lock(path, wait=False):
     """An exclusive flock on .nerm-lock-<name> beside path, held until this process ends (the kernel releases
     it even after a kill; the file itself is removed at a normal exit, and taken over by the next run)."""
     lock = os.path.join(os.path.dirname(path), f".nerm-lock-{os.path.basename(path)[-80:]}")
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             raise OutputError(f"another run is writing {path} now: wait for it, or choose another path") from None
@@ -218,16 +219,16 @@ def _lock(path):
 
 
 @atexit.register
-def release():
-    """End every claim of this process (its locks go), as its exit does; reset() also forgets what it wrote:
-    the next claim is then judged as a new run's (tests use it between runs in one process)."""
-    for _, fd, lock in _claims.values():
+def release(path=None):
+    """End one claim (path), or every claim of this process as its exit does (its locks go); reset() also forgets
+    what it wrote: the next claim is then judged as a new run's (tests use it between runs in one process)."""
+    for p in [os.path.abspath(path)] if path else list(_claims):
+        _, fd, lock = _claims.pop(p)
         try:
             os.unlink(lock)
         except OSError:
             pass
         os.close(fd)
-    _claims.clear()
 
 
 def reset():

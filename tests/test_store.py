@@ -124,3 +124,33 @@ def test_the_sampler_reads_the_store_as_it_reads_memory(dataset):
         np.testing.assert_allclose(xa[i].numpy(), want, rtol=1e-5, atol=1e-5)
     held = [v for v in vars(a).values() if isinstance(v, (np.ndarray, torch.Tensor))]
     assert sum(v.nbytes for v in held) < 100_000          # lengths, rates, statistics: no frames
+
+
+def test_two_runs_on_one_split_share_its_store(dataset, capsys):
+    """A second run that needs a store while another run builds it waits for that build and reads its result (it
+    neither fails with "another run is writing" nor builds a second copy), and the claim ends with the build:
+    a third run then claims the store at once."""
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, time, data\n"
+            f"data.STORE = {data.STORE!r}\n"
+            "build = data._build\n"
+            "def slow(*a):\n"
+            "    print('building', flush=True); time.sleep(2.0); build(*a)\n"
+            "data._build = slow\n"
+            f"data.load_dataset('synthetic', {str(dataset)!r}, 'train')\n"
+            "print('built', flush=True); time.sleep(1.0)\n")
+    other = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "building"
+        t0 = time.time()
+        ms = data.load_dataset("synthetic", str(dataset), "train")
+        waited = time.time() - t0
+    finally:
+        rest = other.communicate(timeout=60)[0]
+    assert other.returncode == 0 and "built" in rest and waited > 1.0 and len(ms) == len(in_memory(dataset, "train"))
+    assert "stored" not in capsys.readouterr().out                     # read the other run's store, built once
+    folder = os.path.dirname(ms.store.path)
+    assert folder not in guard._claims                                  # released after use
