@@ -43,9 +43,6 @@ https://motion-annotation.humanoids.kit.edu/dataset/) processed by HumanML3D's s
 https://github.com/EricGuo5513/HumanML3D says where to get the processed KIT-ML folder."""
 DATASETS = {"humanml3d": motion.SMPL22, "kit": motion.KIT21, "synthetic": motion.SMPL22}   # a folder of BVH files: bvh.load_bvh_folder
 
-
-
-
 # The native rates a file may declare. Real capture runs from KIT's 12.5 fps to 250 fps (Eyes_Japan); outside
 # this range the number is a typo or a broken header, and would only surface much later as a nan loss.
 MIN_FPS, MAX_FPS = 1.0, 1000.0

@@ -478,8 +478,9 @@ def mre_table(args):
         gt, fit = data.open_split(a["data"], a["data_dir"], "val"), data.open_split(a["data"], a["data_dir"], "val", a["fps_mode"])
         keep = [i for i, act in enumerate(gt.actions) if not args.actions or act in args.actions.split(",")]
         keep = keep[:args.max_seqs]
-        res = metrics.evaluate_mre(checkpoint.load_decoder(checkpoint.decoder_payload(ckpt)), fit.subset(keep), gt.subset(keep), len(keep),
-                           a["fit_steps"], a["clip_len"], seed=args.seed)
+        decoder = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt))
+        res = metrics.evaluate_mre(decoder, fit.subset(keep), gt.subset(keep), len(keep), a["fit_steps"], a["clip_len"],
+                                   seed=args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
                   + " | ".join(f"{res[kind][f]:.4f}" for f in EVAL_FPS) + " |")
@@ -504,7 +505,7 @@ def checkpoint_rows(path, val, args):
     fit_set = data.open_split(args.data, args.data_dir, "val", a["fps_mode"])
     assert fit_set.names == val.names
     z_fit = metrics.fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
-                                a["clip_len"], seed=args.seed)
+                                        a["clip_len"], seed=args.seed)
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
     cov = torch.cov(mu.T) + (torch.diag(ckpt["model"]["latents.logvar"].double().exp().mean(0))

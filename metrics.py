@@ -35,6 +35,7 @@ def fit_heldout_latents(decoder, ms, n, steps, m, seed=0):
 
     return nerm.fit_latents(decoder, sample_clip, n, steps=steps)
 
+
 def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, seed=0, compiled=None):
     """MRE (metres) at each framerate on the first n held-out sequences, their latents fitted with the decoder frozen.
 
@@ -250,7 +251,7 @@ def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
         return {}
     if decoder is None:
         preds = {kind: [motion.interpolate(motion.resample(ms.features[i], rate, EVAL_RATE), EVAL_RATE,
-                                         np.arange(len(ms.features[i])) / rate, kind) for i in idx]
+                                           np.arange(len(ms.features[i])) / rate, kind) for i in idx]
                  for kind in ("linear", "cubic")}
     else:
         preds = {"direct": [], "linear": [], "cubic": []}
@@ -264,8 +265,8 @@ def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
                 preds["direct"].append(x[:T])
                 for kind in ("linear", "cubic"):
                     preds[kind].append(motion.interpolate(x20[:nerm.num_frames(EVAL_RATE, seconds[q])], EVAL_RATE,
-                                                        np.arange(T) / rate, kind))
+                                                          np.arange(T) / rate, kind))
     sk = ms.skeleton
-    return {k: band_error([ric_positions(x, sk) for x in p], [ric_positions(ms.features[q][:len(x)], sk)
-                                                               for x, q in zip(p, idx)], rate)
+    return {k: band_error([ric_positions(x, sk) for x in p],
+                          [ric_positions(ms.features[q][:len(x)], sk) for x, q in zip(p, idx)], rate)
             for k, p in preds.items()}

@@ -149,6 +149,7 @@ def plot_rates(path, rates, title):
 # ---- the argument checks: flags against each other and against the model, outputs claimed ----
 
 def output_exts(gif):
+    """The files written per motion: joints, features, BVH, and the GIF preview when matplotlib is there."""
     return (".npy", "_features.npy", ".bvh") + ((".gif",) if gif else ())
 
 
