@@ -117,15 +117,6 @@ def decoded_clips(decoder, z, seconds, plan, rate, via_fps=None, kind="linear", 
     return out
 
 
-# ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
-
-
-# ---- T2M metrics: evaluator embeddings in (numpy), floats out ----
-
-
-# Student's t quantile t_{0.975, df} for df = 1..30; above, the normal's 1.96 is within 2%
-
-
 # ---- the evaluator: motion and text encoders (T2M), an action recognizer; trained on real motions ----
 
 def to_eval_rate(x, fps):
@@ -312,9 +303,6 @@ def real_clips(ms, plan, rate, via_fps=None, kind="linear"):
             x, f = motion.resample(x, f, via_fps), via_fps
         out[rows] = motion.interpolate(x, f, (plan[rows, 1:] + np.arange(CLIP_M)) / rate, kind)   # (k, m) seconds
     return out
-
-
-# ---- band error: the decoded 10-60 Hz band against the true one, frame by frame ----
 
 
 # ---- the tables ----

@@ -200,8 +200,9 @@ def claim(path, force=False, inputs=(), into=False, remedy="pass --force to repl
 
 
 def _lock(path, wait=False):
-    """An exclusive flock on .nerm-lock-<name> beside path, held until this process ends (the kernel releases
-    it even after a kill; the file itself is removed at a normal exit, and taken over by the next run)."""
+    """An exclusive flock on .nerm-lock-<name> beside path, held until release(path) or until this process ends
+    (the kernel releases it even after a kill; the file itself is removed at a normal exit, and taken over by
+    the next run). wait: block until another run's lock is free, rather than refuse."""
     lock = os.path.join(os.path.dirname(path), f".nerm-lock-{os.path.basename(path)[-80:]}")
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)

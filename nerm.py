@@ -52,7 +52,8 @@ class INRConfig:
 
     def __post_init__(self):
         check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),
-                     n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), codebook_size=(1, 4096), codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
+                     n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), codebook_size=(1, 4096),
+                     codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
                      max_fps=(1, 1000), time_enc=("none", "sinusoidal", "codebook"))
 
 

@@ -147,7 +147,8 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, variational=not args.no_variational, kl_weight=args.kl_weight,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz,
+                         variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     fingerprint = data.fingerprint(train_set)
     differs = resume_mismatch(ckpt, cfg, args, train_set, fingerprint) if ckpt is not None else ""
