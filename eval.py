@@ -325,9 +325,10 @@ def ci_text(values):
 def print_table(title, rows, cols, first="motions"):
     """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± its 95% t-interval."""
     print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
-    for name, res in rows:   # a cell: values over the replications, one float (a figure without them), or none
-        print(f"| {name} | " + " | ".join(f"{res[c]:.3f}" if isinstance(res.get(c), float) else
-                                          ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
+    for name, res in rows:   # a cell: values over the replications, one float (a figure without them),
+        print(f"| {name} | " + " | ".join(  # a figure with its bootstrap interval (a tuple), or none
+            f"{res[c]:.3f}" if isinstance(res.get(c), float) else "{:.3f} [{:.3f}, {:.3f}]".format(*res[c])
+            if isinstance(res.get(c), tuple) else ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
 
 
 def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
@@ -509,8 +510,10 @@ def checkpoint_rows(path, val, args):
 
 BY_FPS = {"detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
           "acceleration": "mean root-relative joint acceleration, m/s^2"}
+BOOT = 1000   # bootstrap resamplings of the sequences for the band error's interval
 BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
-              "r fps against their own frames, root-relative joints, one figure: 0 the true band, 1 none, > 1 noise")
+              "r fps against their own frames, root-relative joints, [95% bootstrap interval over the sequences]: "
+              "0 the true band, 1 none, > 1 noise")
 
 
 def by_fps_table(args):
@@ -544,7 +547,7 @@ def by_fps_table(args):
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
     for rate in metrics.BAND_RATES:
-        for kind, e in metrics.band_rows(val, rate).items():
+        for kind, e in metrics.band_rows(val, rate, boot=BOOT).items():
             band[f"real via 20 fps, {kind}"][rate] = e
     print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}; band error: the val "
@@ -562,7 +565,7 @@ def by_fps_table(args):
             if label == "fit":    # the band error needs the true motion: only a reconstruction has one
                 z, seconds = z_fn(0)
                 for rate in metrics.BAND_RATES:
-                    for kind, e in metrics.band_rows(val, rate, decoder, z, seconds).items():
+                    for kind, e in metrics.band_rows(val, rate, decoder, z, seconds, boot=BOOT).items():
                         band[f"{path} (fit{'' if kind == 'direct' else ' @20 + ' + kind})"][rate] = e
         print(f"  {path}: {time.time() - t0:.0f} s", flush=True)
     cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in metrics.BAND_RATES]
@@ -580,8 +583,8 @@ def by_fps_table(args):
     out = {key: {label: {str(r): summary(v) for r, v in d.items()} for label, d in table.items()}
            for key, table in rows.items()}
     for label, d in band.items():
-        for r, e in d.items():
-            out["detail_fd"][label][str(r)]["band_error"] = e
+        for r, (e, lo, hi) in d.items():
+            out["detail_fd"][label][str(r)].update(band_error=e, band_interval=[lo, hi])
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
     return out
 

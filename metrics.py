@@ -205,7 +205,7 @@ def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
     return np.fft.irfft(spec, len(ext), axis=0)[:T]
 
 
-def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
+def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1], boot=0, seed=0):
     """How far pred's lo..hi Hz band (band_pass) is from true's, frame by frame, phase included: per joint,
     the energy of band(pred) - band(true) over the energy of band(true), each summed over frames and axes;
     then the mean over joints. 0: the true band. 1: no band at all, what a decoder without detail scores.
@@ -215,17 +215,30 @@ def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
     pred, true: (T, J, 3) positions in metres at `rate`, aligned frame by frame, or two lists of such
     sequences, whose energies are then summed per joint before the ratio (a sequence that hardly moves
     weighs little, rather than dividing by almost nothing). A joint without true band energy (one that
-    never moves) is left out. At 100 fps the band stops at 50 Hz, the rate's Nyquist."""
+    never moves) is left out. At 100 fps the band stops at 50 Hz, the rate's Nyquist.
+    boot > 0: (figure, lo, hi) with the 95% bootstrap interval over the sequences (boot resamplings of the
+    list, with replacement): how much the figure depends on which sequences were drawn."""
     if isinstance(true, np.ndarray):
         pred, true = [pred], [true]
-    err = ref = 0.0
+    err, ref = [], []                                   # per sequence, (J,) each
     for p, q in zip(pred, true, strict=True):
         assert p.shape == q.shape, (p.shape, q.shape)
         band = band_pass(q, rate, lo, hi)
         miss = band_pass(p - q, rate, lo, hi)          # = band(p) - band(q): the band-pass is linear
-        err, ref = err + (miss ** 2).sum((0, 2)), ref + (band ** 2).sum((0, 2))       # (J,) each
-    keep = ref > 0
-    return float(np.mean(err[keep] / ref[keep]))
+        err.append((miss ** 2).sum((0, 2)))
+        ref.append((band ** 2).sum((0, 2)))
+    err, ref = np.array(err), np.array(ref)            # (n, J)
+
+    def figure(e, r):
+        keep = r > 0
+        return float(np.mean(e[keep] / r[keep]))
+
+    value = figure(err.sum(0), ref.sum(0))
+    if not boot:
+        return value
+    pick = np.random.default_rng(seed).integers(0, len(err), (boot, len(err)))      # (boot, n) resampled lists
+    lo_hi = np.percentile([figure(err[k].sum(0), ref[k].sum(0)) for k in pick], [2.5, 97.5])
+    return value, float(lo_hi[0]), float(lo_hi[1])
 
 
 def ric_positions(x, skeleton):
@@ -238,7 +251,7 @@ def recorded_at(ms, rate):
     return [i for i, f in enumerate(ms.fps) if abs(f - rate) <= 1e-6 * rate]
 
 
-def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
+def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32, boot=0):
     """Band errors at `rate` over the sequences of MotionSet ms recorded at that rate (so the truth is their own
     frames, never an interpolation), on root-relative joint positions (ric_positions, what detail-FD reads):
     a fitted decoder's global positions also carry the drift of its integrated root velocity and heading
@@ -246,7 +259,8 @@ def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
     Without a decoder, the real motion through 20 fps (resampled to 20 fps, interpolated back):
     {"linear": e, "cubic": e}. With one, latents z (len(ms), Z) decoded for `seconds` (len(ms),), directly at
     the rate and at 20 fps then interpolated: {"direct": e, "linear": e, "cubic": e}; a decoded motion
-    shorter than its sequence (a fixed-20-fps fit) is compared on its own frames. {} if none is at the rate."""
+    shorter than its sequence (a fixed-20-fps fit) is compared on its own frames. {} if none is at the rate.
+    boot > 0: each figure is (e, lo, hi) with its bootstrap interval over the sequences (band_error)."""
     idx = recorded_at(ms, rate)
     if not idx:
         return {}
@@ -269,5 +283,5 @@ def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32):
                                                           np.arange(T) / rate, kind))
     sk = ms.skeleton
     return {k: band_error([ric_positions(x, sk) for x in p],
-                          [ric_positions(ms.features[q][:len(x)], sk) for x, q in zip(p, idx)], rate)
+                          [ric_positions(ms.features[q][:len(x)], sk) for x, q in zip(p, idx)], rate, boot=boot)
             for k, p in preds.items()}

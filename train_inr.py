@@ -64,10 +64,14 @@ parser.add_argument("--max-hz", type=Float(0, 1000), default=CFG.max_hz,
                          "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
 parser.add_argument("--n-hz", type=Int(0, 16), default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
+parser.add_argument("--init-logvar", type=Float(-30, 10), default=CFG.init_logvar,
+                    help="the posteriors' initial log-variance: their noise sigma = exp(init_logvar / 2) (-4: 0.135)")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
 parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
                     help="native: clips from each sequence at its own rate; fixed: everything resampled to 20 fps first")
+parser.add_argument("--band-weight", type=Float(0, 1e6), default=0.0,
+                    help="weight of the band loss: the clips' 10-60 Hz error on root-relative joints over their true band's energy")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -97,6 +101,31 @@ def setup_distributed(device):
         torch.cuda.set_device(device)  # first, so that nccl (and its barrier) use this GPU
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def band_pass(x, fps, lo=metrics.BAND_HZ[0], hi=metrics.BAND_HZ[1]):
+    """Clips x (B, m, C) at rates fps (B,) -> (B, m, C) their lo..hi Hz part: metrics.band_pass (the sine series
+    of the clip less the line through its end frames) with each clip's own rate, in torch."""
+    m = x.shape[1]
+    s = torch.arange(m, device=x.device, dtype=x.dtype)[None, :, None] / (m - 1)
+    y = x - (x[:, :1] + (x[:, -1:] - x[:, :1]) * s)
+    ext = torch.cat([y, -y.flip(1)[:, 1:-1]], 1)                       # (B, 2 (m - 1), C) odd about both ends
+    spec = torch.fft.rfft(ext, dim=1)
+    f = torch.arange(spec.shape[1], device=x.device)[None, :] * fps[:, None] / (2 * (m - 1))   # (B, K) Hz
+    keep = ((f >= lo) & (f <= hi)).to(x.dtype)[..., None]
+    return torch.fft.irfft(spec * keep, ext.shape[1], dim=1)[:, :m]
+
+
+def band_loss(x_hat, x, fps, ric):
+    """The batch's band error (metrics.band_error, on clips): per joint, the 10-60 Hz energy of x_hat - x over
+    that of x, summed over clips, then the mean over joints with a band. ric: the root-relative position
+    channels, which share one std (data.group_std), so normalized units give the ratio in metres."""
+    err = band_pass(x_hat[..., ric] - x[..., ric], fps)
+    ref = band_pass(x[..., ric], fps)
+    B, m = x.shape[:2]
+    err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
+    keep = ref > 1e-12
+    return (err[keep] / ref[keep]).mean() if keep.any() else x_hat.sum() * 0
 
 
 def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
@@ -148,7 +177,7 @@ if __name__ == "__main__":
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
                          n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz,
-                         variational=not args.no_variational, kl_weight=args.kl_weight,
+                         variational=not args.no_variational, kl_weight=args.kl_weight, init_logvar=args.init_logvar,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     fingerprint = data.fingerprint(train_set)
     differs = resume_mismatch(ckpt, cfg, args, train_set, fingerprint) if ckpt is not None else ""
@@ -204,6 +233,7 @@ if __name__ == "__main__":
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
         return mre
 
+    ric = motion.feature_slices(train_set.skeleton)["ric"]
     g = torch.Generator().manual_seed(args.seed + step + rank)
     t0, start = time.time(), step
     pbar = tqdm(total=args.steps, initial=step, disable=None if rank == 0 else True)
@@ -214,7 +244,9 @@ if __name__ == "__main__":
         x, t, fps, idx = sampler.sample(idx, args.clip_len, generator=g)   # (B, m, D), (B, m) s, (B,) Hz
         dur = sampler.duration[idx]                              # (B,) the clips' sequence durations, s
         x, t, dur, fps, idx = x.to(device), t.to(device), dur.to(device), fps.to(device), idx.to(device)
-        _, loss, recon, prior = train_model(idx, t, dur, fps, x)
+        x_hat, loss, recon, prior = train_model(idx, t, dur, fps, x)
+        if args.band_weight:
+            loss = loss + args.band_weight * band_loss(x_hat, x, fps, ric)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:

@@ -321,6 +321,10 @@ def test_band_error_sums_sequences_before_the_ratio_and_skips_still_joints():
     e1, e2 = 0.02 ** 2 * (len(x1) - 1) / 2, 0.01 ** 2 * (len(x2) - 1) / 2          # joint 0's; joint 1's are 4x both
     assert band_error([missing, x2], [x1, x2], rate) == pytest.approx(e1 / (e1 + e2), rel=1e-9)
     assert band_error(missing, x1, rate) == pytest.approx(1.0, rel=1e-9)
+    # the bootstrap over the two sequences draws (x1, x1) -> 1, (x2, x2) -> 0 a quarter of the time each, else
+    # the figure itself: its 95% interval is [0, 1] exactly; two copies of one sequence leave no spread
+    assert band_error([missing, x2], [x1, x2], rate, boot=1000) == pytest.approx((e1 / (e1 + e2), 0.0, 1.0), rel=1e-9)
+    assert band_error([missing, missing], [x1, x1], rate, boot=200) == pytest.approx((1.0, 1.0, 1.0), rel=1e-9)
 
 
 def test_band_error_of_white_noise_in_the_band():
