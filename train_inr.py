@@ -72,7 +72,6 @@ parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
 parser.add_argument("--band-weight", type=Float(0, 1e6), default=0.0,
                     help="weight of the band loss: the clips' 10-60 Hz error on root-relative joints over their true band's "
                          "energy (0: the paper's loss; 0.1 wins at 9,000 steps, over-smooths at 3,000)")
-parser.add_argument("--band-pooled", action="store_true", help="the band loss as one ratio over all joints (energy-weighted)")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -117,7 +116,7 @@ def band_pass(x, fps, lo=metrics.BAND_HZ[0], hi=metrics.BAND_HZ[1]):
     return torch.fft.irfft(spec * keep, ext.shape[1], dim=1)[:, :m]
 
 
-def band_loss(x_hat, x, fps, ric, pooled=False):
+def band_loss(x_hat, x, fps, ric):
     """The batch's band error (metrics.band_error, on clips): per joint, the 10-60 Hz energy of x_hat - x over
     that of x, summed over clips, then the mean over joints with a band. ric: the root-relative position
     channels, which share one std (data.group_std), so normalized units give the ratio in metres."""
@@ -125,8 +124,6 @@ def band_loss(x_hat, x, fps, ric, pooled=False):
     ref = band_pass(x[..., ric], fps)
     B, m = x.shape[:2]
     err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
-    if pooled:   # one ratio over all joints: each weighs by its band energy
-        return err.sum() / ref.sum() if ref.sum() > 1e-12 else x_hat.sum() * 0
     keep = ref > 1e-12
     return (err[keep] / ref[keep]).mean() if keep.any() else x_hat.sum() * 0
 
@@ -249,7 +246,7 @@ if __name__ == "__main__":
         x, t, dur, fps, idx = x.to(device), t.to(device), dur.to(device), fps.to(device), idx.to(device)
         x_hat, loss, recon, prior = train_model(idx, t, dur, fps, x)
         if args.band_weight:
-            loss = loss + args.band_weight * band_loss(x_hat, x, fps, ric, args.band_pooled)
+            loss = loss + args.band_weight * band_loss(x_hat, x, fps, ric)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:
