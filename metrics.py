@@ -196,13 +196,21 @@ def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
     is 0 at the two end frames (the odd extension's zeros), for the truth and the prediction alike."""
     T = len(x)
     assert T >= 3, T
-    s = (np.arange(T) / (T - 1)).reshape(-1, *[1] * (x.ndim - 1))          # (T, 1, ...) from 0 to 1
-    y = x - (x[:1] + (x[-1:] - x[:1]) * s)                                  # 0 at both end frames
-    ext = np.concatenate([y, -y[-2:0:-1]])                                  # (2 (T - 1), ...) odd about both ends
-    spec = np.fft.rfft(ext, axis=0)
-    f = np.fft.rfftfreq(len(ext), 1.0 / rate)                               # k rate / (2 (T - 1)) Hz
-    spec[(f < lo) | (f > hi)] = 0
-    return np.fft.irfft(spec, len(ext), axis=0)[:T]
+    clip = torch.from_numpy(np.asarray(x, np.float64).reshape(1, T, -1))          # (1, T, C)
+    return clip_band_pass(clip, torch.tensor([rate], dtype=torch.float64), lo, hi)[0].numpy().reshape(x.shape)
+
+
+def clip_band_pass(x, fps, lo=BAND_HZ[0], hi=BAND_HZ[1]):
+    """band_pass in torch, on a batch: clips x (B, m, C), each at its own rate fps (B,) -> (B, m, C). The one
+    implementation: band_pass (numpy, one sequence) calls it, and train_inr.py's band loss differentiates it."""
+    m = x.shape[1]
+    s = torch.arange(m, device=x.device, dtype=x.dtype)[None, :, None] / (m - 1)   # (1, m, 1) from 0 to 1
+    y = x - (x[:, :1] + (x[:, -1:] - x[:, :1]) * s)                                # 0 at both end frames
+    ext = torch.cat([y, -y.flip(1)[:, 1:-1]], 1)                       # (B, 2 (m - 1), C) odd about both ends
+    spec = torch.fft.rfft(ext, dim=1)
+    f = torch.arange(spec.shape[1], device=x.device)[None, :] * fps[:, None] / (2 * (m - 1))   # (B, K) Hz
+    keep = ((f >= lo) & (f <= hi)).to(x.dtype)[..., None]
+    return torch.fft.irfft(spec * keep, ext.shape[1], dim=1)[:, :m]
 
 
 def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1], boot=0, seed=0):

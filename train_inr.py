@@ -103,25 +103,12 @@ def setup_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def band_pass(x, fps, lo=metrics.BAND_HZ[0], hi=metrics.BAND_HZ[1]):
-    """Clips x (B, m, C) at rates fps (B,) -> (B, m, C) their lo..hi Hz part: metrics.band_pass (the sine series
-    of the clip less the line through its end frames) with each clip's own rate, in torch."""
-    m = x.shape[1]
-    s = torch.arange(m, device=x.device, dtype=x.dtype)[None, :, None] / (m - 1)
-    y = x - (x[:, :1] + (x[:, -1:] - x[:, :1]) * s)
-    ext = torch.cat([y, -y.flip(1)[:, 1:-1]], 1)                       # (B, 2 (m - 1), C) odd about both ends
-    spec = torch.fft.rfft(ext, dim=1)
-    f = torch.arange(spec.shape[1], device=x.device)[None, :] * fps[:, None] / (2 * (m - 1))   # (B, K) Hz
-    keep = ((f >= lo) & (f <= hi)).to(x.dtype)[..., None]
-    return torch.fft.irfft(spec * keep, ext.shape[1], dim=1)[:, :m]
-
-
 def band_loss(x_hat, x, fps, ric):
     """The batch's band error (metrics.band_error, on clips): per joint, the 10-60 Hz energy of x_hat - x over
     that of x, summed over clips, then the mean over joints with a band. ric: the root-relative position
     channels, which share one std (data.group_std), so normalized units give the ratio in metres."""
-    err = band_pass(x_hat[..., ric] - x[..., ric], fps)
-    ref = band_pass(x[..., ric], fps)
+    err = metrics.clip_band_pass(x_hat[..., ric] - x[..., ric], fps)
+    ref = metrics.clip_band_pass(x[..., ric], fps)
     B, m = x.shape[:2]
     err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
     keep = ref > 1e-12

@@ -71,8 +71,8 @@ def test_lr_schedule_warms_up_and_decays():
 
 
 def test_band_loss_is_the_band_error_of_the_clips_each_at_its_own_rate():
-    """train_inr.band_pass is metrics.band_pass (checked there against the sine series written out) applied to
-    each clip at its own rate; band_loss is metrics.band_error of the clips (energies summed over clips per
+    """metrics.clip_band_pass on a batch is metrics.band_pass (checked against the sine series written out) of
+    each clip alone at its own rate; band_loss is metrics.band_error of the clips (energies summed over clips per
     joint, then the mean of the ratios over joints), and its gradient reaches the prediction."""
     import metrics
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def test_band_loss_is_the_band_error_of_the_clips_each_at_its_own_rate():
     x = rng.standard_normal((B, m, 3 * J + 4)).cumsum(1)
     x_hat = x + 0.3 * rng.standard_normal(x.shape)
     fps = np.array([120.0, 60.0, 40.0, 100.0, 24.0])
-    got = train_inr.band_pass(torch.from_numpy(x), torch.from_numpy(fps)).numpy()
+    got = metrics.clip_band_pass(torch.from_numpy(x), torch.from_numpy(fps)).numpy()
     for b in range(B):
         np.testing.assert_allclose(got[b], metrics.band_pass(x[b], fps[b]), atol=1e-12, err_msg=f"{fps[b]} fps")
     same = np.full(B, 120.0)                                              # one rate: band_error of the clip list
