@@ -325,10 +325,16 @@ def ci_text(values):
 def print_table(title, rows, cols, first="motions"):
     """rows: [(name, {column: values over the replications})] -> a markdown table of mean ± its 95% t-interval."""
     print(f"\n{title}\n\n| {first} | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
-    for name, res in rows:   # a cell: values over the replications, one float (a figure without them),
-        print(f"| {name} | " + " | ".join(  # a figure with its bootstrap interval (a tuple), or none
-            f"{res[c]:.3f}" if isinstance(res.get(c), float) else "{:.3f} [{:.3f}, {:.3f}]".format(*res[c])
-            if isinstance(res.get(c), tuple) else ci_text(res[c]) if res.get(c) else "-" for c in cols) + " |")
+
+    def cell(v):   # one float (a figure without replications), a figure with its bootstrap interval (a
+        if isinstance(v, float):                            # tuple), values over the replications, or none
+            return f"{v:.3f}"
+        if isinstance(v, tuple):
+            return "{:.3f} [{:.3f}, {:.3f}]".format(*v)
+        return ci_text(v) if v else "-"
+
+    for name, res in rows:
+        print(f"| {name} | " + " | ".join(cell(res.get(c)) for c in cols) + " |")
 
 
 def score(ev, motions, texts, labels, ref, div_pairs, seed, space):
