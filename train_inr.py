@@ -64,6 +64,7 @@ parser.add_argument("--max-hz", type=Float(0, 1000), default=CFG.max_hz,
                     help="the time encoding's band limit, Hz: coarse octaves above it on a sequence are switched off, "
                          "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
 parser.add_argument("--n-hz", type=Int(0, 16), default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
+parser.add_argument("--damp", type=Float(0, 10), default=CFG.damp, help="anti-aliasing: each Fourier feature of w rad/s times exp(-(w damp / s)^2 / 2) on a clip at s fps (0: none)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
@@ -72,6 +73,7 @@ parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
 parser.add_argument("--band-weight", type=Float(0, 1e6), default=0.0,
                     help="weight of the band loss: the clips' 10-60 Hz error on root-relative joints over their true band's "
                          "energy (0: the paper's loss; 0.1 wins at 9,000 steps, over-smooths at 3,000)")
+parser.add_argument("--band-grow", action="store_true", help="the band weight grows linearly from 0 at the first step to --band-weight at the last")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -163,7 +165,7 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, damp=args.damp,
                          variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     fingerprint = data.fingerprint(train_set)
@@ -233,7 +235,8 @@ if __name__ == "__main__":
         x, t, dur, fps, idx = x.to(device), t.to(device), dur.to(device), fps.to(device), idx.to(device)
         x_hat, loss, recon, prior = train_model(idx, t, dur, fps, x)
         if args.band_weight:
-            loss = loss + args.band_weight * band_loss(x_hat, x, fps, ric)
+            w = args.band_weight * (step / args.steps if args.band_grow else 1.0)
+            loss = loss + w * band_loss(x_hat, x, fps, ric)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:
