@@ -475,7 +475,7 @@ def mre_table(args):
         keep = keep[:args.max_seqs]
         decoder = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt))
         res = metrics.evaluate_mre(decoder, fit.subset(keep), gt.subset(keep), len(keep), a["fit_steps"], a["clip_len"],
-                                   seed=args.seed)
+                                   seed=args.seed, band_weight=a.get("band_weight", 0.0))
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
                   + " | ".join(f"{res[kind][f]:.4f}" for f in EVAL_FPS) + " |")
@@ -495,12 +495,12 @@ def checkpoint_rows(path, val, args):
         return [("samples", gen.decoder, lambda rep: (sample_latents(
             gen, conds, val.durations(), args, torch.Generator().manual_seed(args.seed + rep)), val.durations()))]
     decoder, a = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt)), ckpt["args"]
-    # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE);
+    # fit: latents of the val sequences, decoder frozen, on what this model's training saw, under its loss (as MRE);
     # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all of them)
     fit_set = data.open_split(args.data, args.data_dir, "val", a["fps_mode"])
     assert fit_set.names == val.names
     z_fit = metrics.fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
-                                        a["clip_len"], seed=args.seed)
+                                        a["clip_len"], seed=args.seed, band_weight=a.get("band_weight", 0.0))
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
     cov = torch.cov(mu.T) + (torch.diag(ckpt["model"]["latents.logvar"].double().exp().mean(0))

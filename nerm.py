@@ -231,12 +231,13 @@ class NeRM(nn.Module):
         return x_hat, loss, recon, prior
 
 
-def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
+def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03, extra_loss=None):
     """Auto-decoder inference: find z for n new sequences with the decoder frozen.
 
     sample_clip() -> (k (B,) which of the n sequences, t (B, M) seconds, duration (B,), fps (B,),
     x (B, M, D) normalized features) draws training-like clips from the new sequences. Only z (n, Z) is
-    optimized, under the same N(0, I) prior (and weight) as training.
+    optimized, under the same N(0, I) prior (and weight) as training, and extra_loss(x_hat, x, fps), a term
+    training added to the paper's loss (train_inr.py --band-weight), if any.
     """
     cfg = decoder.cfg
     z = torch.zeros(n, cfg.latent_dim, device=decoder.mean.device, requires_grad=True)
@@ -249,7 +250,10 @@ def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
         for _ in range(steps):
             k, t, duration, fps, x = sample_clip()
             prior = 0.5 * z[k].pow(2).sum(-1).mean()            # weighted as in training (NeRM.forward)
-            loss = F.mse_loss(decoder(z[k], t, duration, fps), x) + cfg.kl_weight / x[0].numel() * prior
+            x_hat = decoder(z[k], t, duration, fps)
+            loss = F.mse_loss(x_hat, x) + cfg.kl_weight / x[0].numel() * prior
+            if extra_loss is not None:
+                loss = loss + extra_loss(x_hat, x, fps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -105,18 +105,6 @@ def setup_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def band_loss(x_hat, x, fps, ric):
-    """The batch's band error (metrics.band_error, on clips): per joint, the 10-60 Hz energy of x_hat - x over
-    that of x, summed over clips, then the mean over joints with a band. ric: the root-relative position
-    channels, which share one std (data.group_std), so normalized units give the ratio in metres."""
-    err = metrics.clip_band_pass(x_hat[..., ric] - x[..., ric], fps)
-    ref = metrics.clip_band_pass(x[..., ric], fps)
-    B, m = x.shape[:2]
-    err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
-    keep = ref > 1e-12
-    return (err[keep] / ref[keep]).mean() if keep.any() else x_hat.sum() * 0
-
-
 def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
     """What differs between the run in ckpt and the one these flags and this data define ('' if nothing):
     the model config, the fps mode, and the data itself (data.fingerprint: names and their order, since
@@ -216,7 +204,7 @@ if __name__ == "__main__":
 
     def run_eval():
         mre = metrics.evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, args.fit_steps, args.clip_len,
-                           compiled=eval_decoder)
+                           compiled=eval_decoder, band_weight=args.band_weight)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
@@ -236,7 +224,7 @@ if __name__ == "__main__":
         x_hat, loss, recon, prior = train_model(idx, t, dur, fps, x)
         if args.band_weight:
             w = args.band_weight * (step / args.steps if args.band_grow else 1.0)
-            loss = loss + w * band_loss(x_hat, x, fps, ric)
+            loss = loss + w * metrics.clip_band_error(x_hat, x, fps, ric)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:

@@ -412,3 +412,49 @@ def test_fit_latents_shrinks_as_the_prior_weight_says():
     assert (np.linalg.norm(want, axis=1) < 0.8 * np.linalg.norm(least_squares, axis=1)).all()  # the prior matters
     np.testing.assert_allclose(z, want, rtol=0, atol=1e-4 * np.abs(want).max())
     assert dec.W.requires_grad
+
+
+def test_fit_latents_adds_the_training_s_extra_loss():
+    """With extra_loss = c x the paper's MSE (as a band loss is a term training added), the fit minimizes
+    (1 + c) ||x_hat - x||^2 / (M D) + lambda_KL / (M D) ||z||^2 / 2: the closed form of the test above with the
+    data term weighted by 1 + c, which shrinks z less. An extra_loss ignored, or given x_hat and x swapped for
+    another pair, misses it."""
+    torch.manual_seed(0)
+    D, Z, M, c = 6, 4, 10, 3.0
+    W = torch.randn(D, Z, dtype=torch.float64)
+    t = torch.rand(2, M, dtype=torch.float64) * 2
+    x = (1 + t)[..., None] * (torch.randn(2, Z, dtype=torch.float64) @ W.T)[:, None] + 0.3 * torch.randn(2, M, D, dtype=torch.float64)
+    a2, WtW = ((1 + t) ** 2).sum(1).numpy(), (W.T @ W).numpy()
+    lam = 2.0 * a2.mean() * np.trace(WtW) / Z
+    dec = LinearDecoder(nerm.INRConfig(latent_dim=Z, kl_weight=lam), W.float())
+    clip = lambda: (torch.tensor([0, 1]), t.float(), torch.ones(2), torch.full((2,), 20.0), x.float())  # noqa: E731
+    extra = lambda x_hat, x, fps: c * torch.nn.functional.mse_loss(x_hat, x)  # noqa: E731
+    z = nerm.fit_latents(dec, clip, 2, steps=400, lr=0.05, extra_loss=extra).double().numpy()
+    rhs = np.einsum("dz,bmd,bm->bz", W.numpy(), x.numpy(), (1 + t).numpy())
+    want = np.stack([np.linalg.solve((1 + c) * a2[b] * WtW + lam / 2 * np.eye(Z), (1 + c) * rhs[b]) for b in range(2)])
+    without = np.stack([np.linalg.solve(a2[b] * WtW + lam / 2 * np.eye(Z), rhs[b]) for b in range(2)])
+    assert np.abs(want - without).max() > 0.1 * np.abs(want).max()               # the extra term matters
+    np.testing.assert_allclose(z, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_heldout_fits_use_the_training_s_band_loss(monkeypatch):
+    """metrics.fit_heldout_latents(band_weight=w) hands fit_latents w x metrics.clip_band_error on the
+    root-relative position channels (what train_inr.py --band-weight adds), and no extra term at w = 0."""
+    import metrics
+    rng = np.random.default_rng(0)
+    D = motion.SMPL22.feature_dim
+    feats = [rng.standard_normal((n, D)).cumsum(0).astype(np.float32) for n in (60, 80, 120, 100)]
+    ms = data.MotionSet([f"s{i}" for i in range(4)], feats, np.array([120.0, 100.0, 120.0, 60.0]), [[""]] * 4,
+                        [""] * 4, motion.SMPL22)
+    dec = nerm.INRDecoder(nerm.INRConfig(feature_dim=D, latent_dim=8, hidden=16, n_blocks=1))
+    seen = []
+    monkeypatch.setattr(nerm, "fit_latents", lambda decoder, sample_clip, n, steps, extra_loss=None: seen.append(
+        (extra_loss, sample_clip())))
+    metrics.fit_heldout_latents(dec, ms, 4, 1, 8)
+    metrics.fit_heldout_latents(dec, ms, 4, 1, 8, band_weight=0.3)
+    assert seen[0][0] is None
+    band, (k, t, dur, fps, x) = seen[1]
+    x_hat = x + 0.1 * torch.randn_like(x).cumsum(1)
+    ric = motion.feature_slices(ms.skeleton)["ric"]
+    assert band(x_hat, x, fps).item() == pytest.approx(0.3 * metrics.clip_band_error(x_hat, x, fps, ric).item(), rel=1e-6)
+    assert band(x_hat, x, fps).item() > 0
