@@ -475,7 +475,7 @@ def mre_table(args):
         keep = keep[:args.max_seqs]
         decoder = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt))
         res = metrics.evaluate_mre(decoder, fit.subset(keep), gt.subset(keep), len(keep), a["fit_steps"], a["clip_len"],
-                                   seed=args.seed, band_weight=a.get("band_weight", 0.0))
+                                   seed=args.seed)
         for kind, name in (("mre", "MRE"), ("local", "local MRE")):
             print(f"| {path} ({len(keep)} seqs) | {a['fps_mode']} | {name} | "
                   + " | ".join(f"{res[kind][f]:.4f}" for f in EVAL_FPS) + " |")
@@ -495,12 +495,12 @@ def checkpoint_rows(path, val, args):
         return [("samples", gen.decoder, lambda rep: (sample_latents(
             gen, conds, val.durations(), args, torch.Generator().manual_seed(args.seed + rep)), val.durations()))]
     decoder, a = checkpoint.load_decoder(checkpoint.decoder_payload(ckpt)), ckpt["args"]
-    # fit: latents of the val sequences, decoder frozen, on what this model's training saw, under its loss (as MRE);
+    # fit: latents of the val sequences, decoder frozen, on what this model's training saw (as MRE);
     # ~200 clips of 64 per sequence (train_inr's fit of 32 sequences gives each 400; this fits all of them)
     fit_set = data.open_split(args.data, args.data_dir, "val", a["fps_mode"])
     assert fit_set.names == val.names
     z_fit = metrics.fit_heldout_latents(decoder, fit_set, len(fit_set), a["fit_steps"] * max(1, round(len(fit_set) / 64)),
-                                        a["clip_len"], seed=args.seed, band_weight=a.get("band_weight", 0.0))
+                                        a["clip_len"], seed=args.seed)
     # prior: the Gaussian of all training latents (+ the mean posterior variance of a variational model)
     mu = ckpt["model"]["latents.mu"].double()
     cov = torch.cov(mu.T) + (torch.diag(ckpt["model"]["latents.logvar"].double().exp().mean(0))
@@ -515,7 +515,8 @@ def checkpoint_rows(path, val, args):
 
 
 BY_FPS = {"detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
-          "acceleration": "mean root-relative joint acceleration, m/s^2"}
+          "acceleration": "mean root-relative joint acceleration, m/s^2",
+          "band_share": f"share of the clips' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share)"}
 BOOT = 1000   # bootstrap resamplings of the sequences for the band error's interval
 BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
               "r fps against their own frames, root-relative joints, [95% bootstrap interval over the sequences]: "
@@ -523,7 +524,8 @@ BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]
 
 
 def by_fps_table(args):
-    """The framerate table: detail-FD and mean joint acceleration of clips at each fps, for the
+    """The framerate table: detail-FD, mean joint acceleration and the share of acceleration power above
+    10 Hz (band_share, at 40 fps and up) of clips at each fps, for the
     real floors (test clips, val clips through 20 fps and back) and each checkpoint's rows, decoded directly
     at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do; beside
     detail-FD at 100-120 fps, the band error of the fit rows and of real motion through 20 fps (band_rows;
@@ -539,6 +541,8 @@ def by_fps_table(args):
         spec = metrics.acceleration_spectrum(clips, rate, sk)
         rows["detail_fd"][label][rate].append(metrics.fid(ref[rep, rate], spec))
         rows["acceleration"][label][rate].append(metrics.mean_acceleration(clips, rate, sk))
+        if rate > 2 * metrics.BAND_HZ[0]:   # a rate whose clips hold bins above 10 Hz
+            rows["band_share"][label][rate].append(metrics.band_share(clips, rate, sk))
         spectra[label][rate].append(spec.mean(0))
 
     for rep in range(args.reps):
@@ -548,6 +552,8 @@ def by_fps_table(args):
             clips = real_clips(val, plan, rate)
             ref[rep, rate] = metrics.acceleration_spectrum(clips, rate, sk)
             rows["acceleration"]["real (val)"][rate].append(metrics.mean_acceleration(clips, rate, sk))
+            if rate > 2 * metrics.BAND_HZ[0]:
+                rows["band_share"]["real (val)"][rate].append(metrics.band_share(clips, rate, sk))
             spectra["real (val)"][rate].append(ref[rep, rate].mean(0))
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
@@ -577,7 +583,7 @@ def by_fps_table(args):
     cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in metrics.BAND_RATES]
     for key, title in BY_FPS.items():
         beside = key == "detail_fd"   # the band error beside detail-FD, in the rows that have it
-        print_table(title + (" (lower is better)" if key != "acceleration" else "") + BAND_TITLE * beside,
+        print_table(title + " (lower is better)" * beside + BAND_TITLE * beside,
                     [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
                                                                    if beside}}) for k, d in rows[key].items()],
                     cols + bands * beside, "rows")

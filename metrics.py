@@ -22,10 +22,9 @@ R_PRECISION_BATCH = 32              # T2M: R-precision ranks each text among 32 
 
 # ---- stage 1: held-out MRE by framerate (train_inr.py reports it while training) ----
 
-def fit_heldout_latents(decoder, ms, n, steps, m, seed=0, band_weight=0.0):
+def fit_heldout_latents(decoder, ms, n, steps, m, seed=0):
     """Latents (n, Z) of the first n sequences of MotionSet ms, decoder frozen (auto-decoder inference):
-    clips of m frames drawn as in training, 64 per step, under the loss training used (band_weight: that of
-    train_inr.py --band-weight, whose term clip_band_error the fit adds too)."""
+    clips of m frames drawn as in training, 64 per step."""
     sampler = data.ClipSampler(ms, decoder.mean.cpu().numpy(), decoder.std.cpu().numpy())
     g, dev = torch.Generator().manual_seed(seed), decoder.mean.device
 
@@ -34,12 +33,10 @@ def fit_heldout_latents(decoder, ms, n, steps, m, seed=0, band_weight=0.0):
         x, t, s, _ = sampler.sample(k, m, generator=g)
         return k.to(dev), t.to(dev), sampler.duration[k].to(dev), s.to(dev), x.to(dev)
 
-    ric = motion.feature_slices(ms.skeleton)["ric"]
-    band = (lambda x_hat, x, fps: band_weight * clip_band_error(x_hat, x, fps, ric)) if band_weight else None
-    return nerm.fit_latents(decoder, sample_clip, n, steps=steps, extra_loss=band)
+    return nerm.fit_latents(decoder, sample_clip, n, steps=steps)
 
 
-def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, seed=0, compiled=None, band_weight=0.0):
+def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, seed=0, compiled=None):
     """MRE (metres) at each framerate on the first n held-out sequences, their latents fitted with the decoder frozen.
 
     fit_set: what the model may see of them (at its training's fps mode); gt_set: the same sequences at their
@@ -48,11 +45,10 @@ def evaluate_mre(decoder, fit_set, gt_set, n, fit_steps, m, fps_list=EVAL_FPS, s
     {"mre": {fps: global error}, "local": {fps: error with both roots at the origin}}: the global error
     includes the drift of the integrated root velocity, the local one is the pose alone.
     compiled: nerm.compile_decoder(decoder), used for decoding (fitting trains z through decoder).
-    band_weight: the training's band loss weight, for the fit (fit_heldout_latents).
     """
     n = min(n, len(gt_set))
     assert fit_set.names[:n] == gt_set.names[:n]
-    z = fit_heldout_latents(decoder, fit_set, n, fit_steps, m, seed, band_weight)
+    z = fit_heldout_latents(decoder, fit_set, n, fit_steps, m, seed)
     seconds = fit_set.durations()[:n]
     out = {"mre": {}, "local": {}}
     for f in fps_list:
@@ -166,22 +162,36 @@ def mean_acceleration(clips, rate, skeleton):
     return float(np.linalg.norm(joint_acceleration(clips, rate, skeleton), axis=-1).mean())
 
 
-def acceleration_spectrum(clips, rate, skeleton):
-    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
-    root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
-    (Hann window, mean over joints and axes, in (m/s^2)^2 per bin, plus SPECTRUM_FLOOR). The bins reach
-    rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
+def acceleration_power(clips, rate, skeleton):
+    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2 + 1): per clip, the power of its root-relative joint
+    acceleration in each frequency bin k * rate / (m - 2) Hz, k = 0 .. (m - 2) / 2 (its mean taken off, Hann
+    window, mean over joints and axes, in (m/s^2)^2 per bin). The bins reach rate / 2: at 120 fps they cover
+    4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
     acc = joint_acceleration(clips, rate, skeleton)
     acc = acc - acc.mean(1, keepdims=True)
     w = np.hanning(acc.shape[1])[None, :, None, None]
-    power = np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()      # (K, bins, J - 1, 3)
-    return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
+    return (np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()).mean((2, 3))
+
+
+def acceleration_spectrum(clips, rate, skeleton):
+    """(K, m, D) clips -> (K, (m - 2) // 2) detail features: per clip, the log10 acceleration_power in bins
+    k = 1 .. (m - 2) / 2, plus SPECTRUM_FLOOR."""
+    return np.log10(acceleration_power(clips, rate, skeleton)[:, 1:] + SPECTRUM_FLOOR)
 
 
 # ---- band error: the decoded 10-60 Hz band against the true one, frame by frame ----
 
 BAND_HZ = (10.0, 60.0)   # above what a 20 fps system can hold (its Nyquist, 10 Hz), up to what 120 fps holds
 BAND_RATES = tuple(r for r in EVAL_FPS if r >= 100)   # the rates whose frames hold most of that band
+
+
+def band_share(clips, rate, skeleton, lo=BAND_HZ[0]):
+    """The share of the clips' acceleration power (acceleration_power, summed over the clips) in the bins
+    above lo Hz: how much of their motion's energy lies where a 20 fps system holds none. Unlike the band
+    error it needs no truth, so samples have it too; it says how much, not whether it is the right detail."""
+    power = acceleration_power(clips, rate, skeleton).sum(0)
+    f = np.arange(len(power)) * rate / (clips.shape[1] - 2)
+    return float(power[f > lo].sum() / power[1:].sum())
 
 
 def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
@@ -206,7 +216,7 @@ def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
 
 def clip_band_pass(x, fps, lo=BAND_HZ[0], hi=BAND_HZ[1]):
     """band_pass in torch, on a batch: clips x (B, m, C), each at its own rate fps (B,) -> (B, m, C). The one
-    implementation: band_pass (numpy, one sequence) calls it, and the band loss (clip_band_error) differentiates it."""
+    implementation: band_pass (numpy, one sequence) calls it, and train_inr.py's band loss differentiates it."""
     m = x.shape[1]
     s = torch.arange(m, device=x.device, dtype=x.dtype)[None, :, None] / (m - 1)   # (1, m, 1) from 0 to 1
     y = x - (x[:, :1] + (x[:, -1:] - x[:, :1]) * s)                                # 0 at both end frames
@@ -215,19 +225,6 @@ def clip_band_pass(x, fps, lo=BAND_HZ[0], hi=BAND_HZ[1]):
     f = torch.arange(spec.shape[1], device=x.device)[None, :] * fps[:, None] / (2 * (m - 1))   # (B, K) Hz
     keep = ((f >= lo) & (f <= hi)).to(x.dtype)[..., None]
     return torch.fft.irfft(spec * keep, ext.shape[1], dim=1)[:, :m]
-
-
-def clip_band_error(x_hat, x, fps, ric):
-    """band_error of a batch of clips, in torch (train_inr.py --band-weight's loss): per joint, the 10-60 Hz
-    energy of x_hat - x over that of x, each clip at its own rate, summed over clips; the mean over joints with
-    a band. ric: the root-relative position channels, which share one std (data.group_std), so normalized
-    units give the ratio in metres."""
-    err = clip_band_pass(x_hat[..., ric] - x[..., ric], fps)
-    ref = clip_band_pass(x[..., ric], fps)
-    B, m = x.shape[:2]
-    err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
-    keep = ref > 1e-12
-    return (err[keep] / ref[keep]).mean() if keep.any() else x_hat.sum() * 0
 
 
 def band_error(pred, true, rate, lo=BAND_HZ[0], hi=BAND_HZ[1], boot=0, seed=0):

@@ -42,7 +42,6 @@ class INRConfig:
     max_hz: float = 8.0           # the band limit: coarse octaves above it (in Hz on this sequence) are switched
                                   # off, and the fine octaves of time in seconds sin(2 pi f t) are f = max_hz, max_hz / 2 ...
     n_hz: int = 7                 # how many fine octaves: 8, 4, 2, 1, 0.5, 0.25, 0.125 Hz
-    damp: float = 0.0             # each sin/cos times exp(-(w damp / s)^2 / 2), s the clip's rate (0: none)
     codebook_size: int = 64       # C: learned codebook vectors the Fourier features attend to
     codebook_dim: int = 64
     variational: bool = True      # False: the plain auto-decoder (one point z_i per sequence)
@@ -54,7 +53,7 @@ class INRConfig:
     def __post_init__(self):
         check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),
                      n_blocks=(0, 64), n_freqs=(0, 16), max_hz=(0, 1000), n_hz=(0, 16), codebook_size=(1, 4096),
-                     codebook_dim=(1, 4096), kl_weight=(0, 1e6), damp=(0, 10), init_logvar=(-30, 10),
+                     codebook_dim=(1, 4096), kl_weight=(0, 1e6), init_logvar=(-30, 10),
                      max_fps=(1, 1000), time_enc=("none", "sinusoidal", "codebook"))
 
 
@@ -86,7 +85,7 @@ class TimeEncoding(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        self.kind, self.damp = cfg.time_enc, cfg.damp
+        self.kind = cfg.time_enc
         assert self.kind in ("none", "sinusoidal", "codebook"), self.kind
         self.register_buffer("coarse", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)  # rad per unit of u
         self.max_w = 2 * math.pi * cfg.max_hz if cfg.max_hz > 0 else math.inf                          # rad per second
@@ -103,8 +102,8 @@ class TimeEncoding(nn.Module):
             self.value = nn.Linear(cfg.codebook_dim, cfg.codebook_dim, bias=False)
             self.out_dim = fourier_dim + cfg.codebook_dim
 
-    def forward(self, u, t, scale, fps):
-        """u (B, M) the coarse coordinate, t (B, M) seconds, scale (B,) seconds per unit of u, fps (B,) -> (B, M, F)."""
+    def forward(self, u, t, scale):
+        """u (B, M) the coarse coordinate, t (B, M) seconds, scale (B,) seconds per unit of u -> (B, M, F)."""
         if self.kind == "none":
             return u[..., None]
         w = torch.cat([self.coarse / scale[:, None], self.fine.expand(len(t), -1)], -1)[:, None, :]  # (B, 1, K) rad/s
@@ -113,9 +112,6 @@ class TimeEncoding(nn.Module):
         if self.max_w < math.inf:                                # the band limit, in Hz of this sequence
             keep = (w <= self.max_w * (1 + 1e-6)).to(sin.dtype)
             sin, cos = sin * keep, cos * keep
-        if self.damp:                                            # anti-aliasing by the clip's own rate
-            d = torch.exp(-0.5 * (w * self.damp / fps[:, None, None]).pow(2))
-            sin, cos = sin * d, cos * d
         fourier = torch.cat([u[..., None], sin, cos], -1)        # (B, M, 1 + 2K)
         if self.kind == "sinusoidal":
             return fourier
@@ -195,7 +191,7 @@ class INRDecoder(nn.Module):
         fps = fps.clamp(max=self.cfg.max_fps)
         # time normalization (paper): the coarse coordinate u spans [0, 1] over the whole sequence
         scale = duration if self.cfg.time_norm else torch.ones_like(duration)
-        gamma = self.time_enc(t / scale[:, None], t, scale, fps)    # (B, M, F)
+        gamma = self.time_enc(t / scale[:, None], t, scale)     # (B, M, F)
         # the rate as log10(fps / 20): 20 -> 0, 120 -> 0.78
         rate = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, rate], -1))  # (B, M, H)
@@ -231,13 +227,12 @@ class NeRM(nn.Module):
         return x_hat, loss, recon, prior
 
 
-def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03, extra_loss=None):
+def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03):
     """Auto-decoder inference: find z for n new sequences with the decoder frozen.
 
     sample_clip() -> (k (B,) which of the n sequences, t (B, M) seconds, duration (B,), fps (B,),
     x (B, M, D) normalized features) draws training-like clips from the new sequences. Only z (n, Z) is
-    optimized, under the same N(0, I) prior (and weight) as training, and extra_loss(x_hat, x, fps), a term
-    training added to the paper's loss (train_inr.py --band-weight), if any.
+    optimized, under the same N(0, I) prior (and weight) as training.
     """
     cfg = decoder.cfg
     z = torch.zeros(n, cfg.latent_dim, device=decoder.mean.device, requires_grad=True)
@@ -250,10 +245,7 @@ def fit_latents(decoder, sample_clip, n, steps=200, lr=0.03, extra_loss=None):
         for _ in range(steps):
             k, t, duration, fps, x = sample_clip()
             prior = 0.5 * z[k].pow(2).sum(-1).mean()            # weighted as in training (NeRM.forward)
-            x_hat = decoder(z[k], t, duration, fps)
-            loss = F.mse_loss(x_hat, x) + cfg.kl_weight / x[0].numel() * prior
-            if extra_loss is not None:
-                loss = loss + extra_loss(x_hat, x, fps)
+            loss = F.mse_loss(decoder(z[k], t, duration, fps), x) + cfg.kl_weight / x[0].numel() * prior
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -64,7 +64,6 @@ parser.add_argument("--max-hz", type=Float(0, 1000), default=CFG.max_hz,
                     help="the time encoding's band limit, Hz: coarse octaves above it on a sequence are switched off, "
                          "fine octaves of seconds are max-hz, max-hz/2, ... (0: the paper's plain octaves)")
 parser.add_argument("--n-hz", type=Int(0, 16), default=CFG.n_hz, help="fine octaves: max-hz, max-hz/2, ...")
-parser.add_argument("--damp", type=Float(0, 10), default=CFG.damp, help="anti-aliasing: each Fourier feature of w rad/s times exp(-(w damp / s)^2 / 2) on a clip at s fps (0: none)")
 parser.add_argument("--time-enc", default=CFG.time_enc, choices=["none", "sinusoidal", "codebook"], help="time encoding")
 parser.add_argument("--no-variational", action="store_true", help="plain auto-decoder: one point latent per sequence")
 parser.add_argument("--no-time-norm", action="store_true", help="time in seconds instead of normalized to [0, 1]")
@@ -73,7 +72,6 @@ parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
 parser.add_argument("--band-weight", type=Float(0, 1e6), default=0.0,
                     help="weight of the band loss: the clips' 10-60 Hz error on root-relative joints over their true band's "
                          "energy (0: the paper's loss; 0.1 wins at 9,000 steps, over-smooths at 3,000)")
-parser.add_argument("--band-grow", action="store_true", help="the band weight grows linearly from 0 at the first step to --band-weight at the last")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -103,6 +101,18 @@ def setup_distributed(device):
         torch.cuda.set_device(device)  # first, so that nccl (and its barrier) use this GPU
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def band_loss(x_hat, x, fps, ric):
+    """The batch's band error (metrics.band_error, on clips): per joint, the 10-60 Hz energy of x_hat - x over
+    that of x, summed over clips, then the mean over joints with a band. ric: the root-relative position
+    channels, which share one std (data.group_std), so normalized units give the ratio in metres."""
+    err = metrics.clip_band_pass(x_hat[..., ric] - x[..., ric], fps)
+    ref = metrics.clip_band_pass(x[..., ric], fps)
+    B, m = x.shape[:2]
+    err, ref = err.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3)), ref.reshape(B, m, -1, 3).pow(2).sum((0, 1, 3))
+    keep = ref > 1e-12
+    return (err[keep] / ref[keep]).mean() if keep.any() else x_hat.sum() * 0
 
 
 def resume_mismatch(ckpt, cfg, args, train_set, fingerprint):
@@ -153,7 +163,7 @@ if __name__ == "__main__":
 
     cfg = nerm.INRConfig(feature_dim=train_set.skeleton.feature_dim, num_sequences=len(train_set),
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
-                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz, damp=args.damp,
+                         n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz,
                          variational=not args.no_variational, kl_weight=args.kl_weight,
                          time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()))
     fingerprint = data.fingerprint(train_set)
@@ -204,7 +214,7 @@ if __name__ == "__main__":
 
     def run_eval():
         mre = metrics.evaluate_mre(model.decoder, val_fit, val_gt, args.eval_seqs, args.fit_steps, args.clip_len,
-                           compiled=eval_decoder, band_weight=args.band_weight)
+                           compiled=eval_decoder)
         history.append({"step": step, **{k: {str(f): v for f, v in d.items()} for k, d in mre.items()}})
         print(f"step {step}: held-out MRE (m)       " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["mre"].items()))
         print(f"step {step}: held-out local MRE (m) " + "  ".join(f"@{f}fps {v:.4f}" for f, v in mre["local"].items()))
@@ -223,8 +233,7 @@ if __name__ == "__main__":
         x, t, dur, fps, idx = x.to(device), t.to(device), dur.to(device), fps.to(device), idx.to(device)
         x_hat, loss, recon, prior = train_model(idx, t, dur, fps, x)
         if args.band_weight:
-            w = args.band_weight * (step / args.steps if args.band_grow else 1.0)
-            loss = loss + w * metrics.clip_band_error(x_hat, x, fps, ric)
+            loss = loss + args.band_weight * band_loss(x_hat, x, fps, ric)
         # the mean over the processes (= the loss of the whole batch), so that all of them stop together
         stats = torch.stack([loss, recon, prior]).detach()
         if world > 1:

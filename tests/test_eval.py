@@ -18,7 +18,7 @@ import motion
 import nerm
 from eval import (CLIP_M, COLUMNS, Evaluator, Stage2, clip_plan, decode_motions, decoded_clips, detail_figures,
                   real_clips, replications, to_eval_rate, train_evaluator)
-from metrics import SPECTRUM_FLOOR, acceleration_spectrum, evaluate_mre, joint_acceleration
+from metrics import SPECTRUM_FLOOR, acceleration_spectrum, band_share, evaluate_mre, joint_acceleration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -309,9 +309,37 @@ def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
             np.testing.assert_allclose(got, real_clips(ms, plan, rate, via_fps=20.0, kind=kind), atol=2e-5)
 
 
+@pytest.mark.parametrize("rate", [120.0, 60.0])
+def test_band_share_is_the_power_above_10_hz_over_all(rate):
+    """band_share against the spectrum written out term by term: the second-difference acceleration of every
+    joint, its mean removed, Hann-windowed, a DFT summed here, power averaged over joints and axes and summed
+    over clips; the share is the power in the bins strictly above 10 Hz over that in all bins but k = 0. At 60
+    fps a bin lies on 10 Hz itself (k = 5), which does not count. Moving joints at one low and one high bin
+    with equal acceleration amplitudes share about half, less what the window leaks."""
+    rng = np.random.default_rng(1)
+    sl, N = motion.feature_slices(22), CLIP_M - 2
+    clips = rng.standard_normal((3, CLIP_M, 263))
+    clips[:, :, sl["ric"]] = rng.standard_normal((3, CLIP_M, 63)).cumsum(1) * 0.01    # broadband, every bin
+    acc = np.diff(clips[:, :, sl["ric"]], n=2, axis=1) * rate ** 2                     # (3, N, 63)
+    acc = acc - acc.mean(1, keepdims=True)
+    w = hann(N)
+    power = np.zeros(N // 2 + 1)
+    for k in range(N // 2 + 1):
+        X = sum(acc[:, n] * w[n] * np.exp(-2j * np.pi * k * n / N) for n in range(N))  # (3, 63)
+        power[k] = (np.abs(X) ** 2).mean(1).sum() / np.sum(w ** 2)
+    f = np.arange(N // 2 + 1) * rate / N
+    assert band_share(clips, rate, motion.SMPL22) == pytest.approx(power[f > 10].sum() / power[1:].sum(), rel=1e-9)
+    t = np.arange(CLIP_M) / rate                                   # one joint axis at 2 bins of equal acceleration
+    lo_f, hi_f = 2 * rate / N, 8 * rate / N
+    two = np.zeros((1, CLIP_M, 263))
+    two[0, :, sl["ric"].start] = (np.sin(2 * np.pi * lo_f * t) / np.sin(np.pi * lo_f / rate) ** 2
+                                  + np.sin(2 * np.pi * hi_f * t) / np.sin(np.pi * hi_f / rate) ** 2) * 1e-3
+    assert 0.4 < band_share(two, rate, motion.SMPL22) < 0.6
+
+
 def test_framerate_table_rows(analytic, monkeypatch):
-    """by_fps_table through an exact decoder, with a stand-in for the data: two tables (detail_fd,
-    acceleration); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
+    """by_fps_table through an exact decoder, with a stand-in for the data: three tables (detail_fd,
+    acceleration, band_share from 40 fps up); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
     acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
     ms, mean, std = analytic
     decoder = AnalyticDecoder(mean, std)
@@ -320,13 +348,14 @@ def test_framerate_table_rows(analytic, monkeypatch):
                         lambda path, val, args: [("fit", decoder, lambda rep: (torch.zeros(2, 4), val.durations()))])
     args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, by_fps=["ck"])
     res = ev_mod.by_fps_table(args)
-    assert set(res) == {"detail_fd", "acceleration", "spectrum"}
+    assert set(res) == {"detail_fd", "acceleration", "band_share", "spectrum"}
     labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
               "ck (fit @20 + cubic)"}
-    assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
+    assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == set(res["band_share"]) == labels | {"real (val)"}
     for key in ev_mod.BY_FPS:
+        rates = {str(r) for r in ev_mod.EVAL_FPS if key != "band_share" or r > 20}   # 20 fps holds no bin above 10 Hz
         for label, by_rate in res[key].items():
-            assert set(by_rate) == {str(r) for r in ev_mod.EVAL_FPS} and all(len(v["values"]) == 2 for v in by_rate.values())
+            assert set(by_rate) == rates and all(len(v["values"]) == 2 for v in by_rate.values())
     for r in ("20", "40", "60", "120"):
         assert abs(res["detail_fd"]["ck (fit)"][r]["mean"]) < 1e-2, r   # float32 rounding x rate^2; via 20 fps: 30+
         for kind in ("linear", "cubic"):
@@ -334,6 +363,9 @@ def test_framerate_table_rows(analytic, monkeypatch):
                 res["detail_fd"][f"real via 20 fps, {kind}"][r]["values"], rel=1e-4, abs=1e-3), (r, kind)
         assert res["acceleration"]["ck (fit)"][r]["values"] == pytest.approx(res["acceleration"]["real (val)"][r]["values"],
                                                                              rel=1e-4)
+        if r != "20":
+            assert res["band_share"]["ck (fit)"][r]["values"] == pytest.approx(res["band_share"]["real (val)"][r]["values"],
+                                                                               rel=1e-3)
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
     assert fd["linear"] > fd["cubic"] > 10.0

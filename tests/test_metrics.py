@@ -393,27 +393,3 @@ def test_band_rows_of_an_exact_decoder_and_of_real_motion_through_20fps():
         # a fit 1/40 s shorter than its sequence (fixed-rate training sees its 20 fps frames): compared on its frames
         assert band_rows(ms, rate, Replay(ms), z, seconds - 1 / 40)["direct"] < 1e-9
     assert band_rows(ms, 50.0) == {} and band_rows(ms, 50.0, Replay(ms), z, seconds) == {}
-
-
-def test_clip_band_error_is_the_band_error_of_the_clips_each_at_its_own_rate():
-    """metrics.clip_band_pass on a batch is metrics.band_pass (checked against the sine series written out) of
-    each clip alone at its own rate; clip_band_error is band_error of the clips (energies summed over clips per
-    joint, then the mean of the ratios over joints), and its gradient reaches the prediction."""
-    import metrics
-    rng = np.random.default_rng(0)
-    B, m, J = 5, 32, 4
-    ric = slice(2, 2 + 3 * J)                                              # the position channels among D = 3J + 4
-    x = rng.standard_normal((B, m, 3 * J + 4)).cumsum(1)
-    x_hat = x + 0.3 * rng.standard_normal(x.shape)
-    fps = np.array([120.0, 60.0, 40.0, 100.0, 24.0])
-    got = metrics.clip_band_pass(torch.from_numpy(x), torch.from_numpy(fps)).numpy()
-    for b in range(B):
-        np.testing.assert_allclose(got[b], metrics.band_pass(x[b], fps[b]), atol=1e-12, err_msg=f"{fps[b]} fps")
-    same = np.full(B, 120.0)                                              # one rate: band_error of the clip list
-    pred = torch.from_numpy(x_hat).requires_grad_()
-    loss = metrics.clip_band_error(pred, torch.from_numpy(x), torch.from_numpy(same), ric)
-    want = metrics.band_error([c[:, ric].reshape(m, J, 3) for c in x_hat], [c[:, ric].reshape(m, J, 3) for c in x], 120.0)
-    assert loss.item() == pytest.approx(want, rel=1e-9)
-    loss.backward()
-    assert pred.grad[..., ric].abs().sum() > 0 and pred.grad[..., 3 * J + 2:].abs().sum() == 0
-    assert metrics.clip_band_error(torch.from_numpy(x), torch.from_numpy(x), torch.from_numpy(fps), ric).item() == 0.0

@@ -70,6 +70,30 @@ def test_lr_schedule_warms_up_and_decays():
     assert abs(train_inr.get_lr(1000, 1.0, 1000) - 0.1) < 1e-9
 
 
+def test_band_loss_is_the_band_error_of_the_clips_each_at_its_own_rate():
+    """metrics.clip_band_pass on a batch is metrics.band_pass (checked against the sine series written out) of
+    each clip alone at its own rate; band_loss is metrics.band_error of the clips (energies summed over clips per
+    joint, then the mean of the ratios over joints), and its gradient reaches the prediction."""
+    import metrics
+    rng = np.random.default_rng(0)
+    B, m, J = 5, 32, 4
+    ric = slice(2, 2 + 3 * J)                                              # the position channels among D = 3J + 4
+    x = rng.standard_normal((B, m, 3 * J + 4)).cumsum(1)
+    x_hat = x + 0.3 * rng.standard_normal(x.shape)
+    fps = np.array([120.0, 60.0, 40.0, 100.0, 24.0])
+    got = metrics.clip_band_pass(torch.from_numpy(x), torch.from_numpy(fps)).numpy()
+    for b in range(B):
+        np.testing.assert_allclose(got[b], metrics.band_pass(x[b], fps[b]), atol=1e-12, err_msg=f"{fps[b]} fps")
+    same = np.full(B, 120.0)                                              # one rate: band_error of the clip list
+    pred = torch.from_numpy(x_hat).requires_grad_()
+    loss = train_inr.band_loss(pred, torch.from_numpy(x), torch.from_numpy(same), ric)
+    want = metrics.band_error([c[:, ric].reshape(m, J, 3) for c in x_hat], [c[:, ric].reshape(m, J, 3) for c in x], 120.0)
+    assert loss.item() == pytest.approx(want, rel=1e-9)
+    loss.backward()
+    assert pred.grad[..., ric].abs().sum() > 0 and pred.grad[..., 3 * J + 2:].abs().sum() == 0
+    assert train_inr.band_loss(torch.from_numpy(x), torch.from_numpy(x), torch.from_numpy(fps), ric).item() == 0.0
+
+
 def test_a_folder_that_is_not_the_embedded_dataset_is_never_touched(tmp_path):
     """--data-dir with the default --data synthetic: someone's folder (no meta.csv) is refused, not replaced."""
     mine = tmp_path / "HumanML3D"
