@@ -60,7 +60,7 @@ def decoder_payload(ckpt):
 
 # settings of experiments that left the code (RESULTS.md names the commit that ran each), at the value that
 # meant "off": a checkpoint that has one at that value is the same model without it
-RETIRED = {"integrated": False, "activation": "relu", "acc_weight": 0.0}
+RETIRED = {"integrated": False, "activation": "relu", "acc_weight": 0.0, "damp": 0.0}
 
 
 def inr_config(model_args):

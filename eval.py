@@ -515,8 +515,7 @@ def checkpoint_rows(path, val, args):
 
 
 BY_FPS = {"detail_fd": "detail-FD: Fréchet distance of per-clip acceleration spectra to real val clips",
-          "acceleration": "mean root-relative joint acceleration, m/s^2",
-          "band_share": f"share of the clips' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share)"}
+          "acceleration": "mean root-relative joint acceleration, m/s^2"}
 BOOT = 1000   # bootstrap resamplings of the sequences for the band error's interval
 BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]:g} Hz (to r/2) of the whole val sequences recorded at "
               "r fps against their own frames, root-relative joints, [95% bootstrap interval over the sequences]: "
@@ -524,12 +523,12 @@ BAND_TITLE = (f"; band @r: band error {metrics.BAND_HZ[0]:g}-{metrics.BAND_HZ[1]
 
 
 def by_fps_table(args):
-    """The framerate table: detail-FD, mean joint acceleration and the share of acceleration power above
-    10 Hz (band_share, at 40 fps and up) of clips at each fps, for the
+    """The framerate table: detail-FD and mean joint acceleration of clips at each fps, for the
     real floors (test clips, val clips through 20 fps and back) and each checkpoint's rows, decoded directly
     at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do; beside
     detail-FD at 100-120 fps, the band error of the fit rows and of real motion through 20 fps (band_rows;
-    in the JSON, detail_fd[row][rate]["band_error"])."""
+    in the JSON, detail_fd[row][rate]["band_error"]); at 100-120 fps, the share of whole motions' acceleration
+    power above 10 Hz of every row (band_share)."""
     val, test = data.open_split(args.data, args.data_dir, "val"), data.open_split(args.data, args.data_dir, "test")
     sk = val.skeleton
     plans, ref = {}, {}
@@ -541,8 +540,6 @@ def by_fps_table(args):
         spec = metrics.acceleration_spectrum(clips, rate, sk)
         rows["detail_fd"][label][rate].append(metrics.fid(ref[rep, rate], spec))
         rows["acceleration"][label][rate].append(metrics.mean_acceleration(clips, rate, sk))
-        if rate > 2 * metrics.BAND_HZ[0]:   # a rate whose clips hold bins above 10 Hz
-            rows["band_share"][label][rate].append(metrics.band_share(clips, rate, sk))
         spectra[label][rate].append(spec.mean(0))
 
     for rep in range(args.reps):
@@ -552,15 +549,17 @@ def by_fps_table(args):
             clips = real_clips(val, plan, rate)
             ref[rep, rate] = metrics.acceleration_spectrum(clips, rate, sk)
             rows["acceleration"]["real (val)"][rate].append(metrics.mean_acceleration(clips, rate, sk))
-            if rate > 2 * metrics.BAND_HZ[0]:
-                rows["band_share"]["real (val)"][rate].append(metrics.band_share(clips, rate, sk))
             spectra["real (val)"][rate].append(ref[rep, rate].mean(0))
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
+    share = defaultdict(lambda: defaultdict(list))     # label -> rate -> band_share, per replication
     for rate in metrics.BAND_RATES:
         for kind, e in metrics.band_rows(val, rate, boot=BOOT).items():
             band[f"real via 20 fps, {kind}"][rate] = e
+        real = [val.features[i] for i in metrics.recorded_at(val, rate)]
+        for kind, seqs in ({"": real, **metrics.through_20fps(real, rate)} if real else {}).items():
+            share[f"real via 20 fps, {kind}" if kind else "real (val)"][rate] = metrics.band_share(seqs, rate, sk)
     print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}; band error: the val "
           "sequences recorded at " + ", ".join(f"{r} fps ({len(metrics.recorded_at(val, r))})" for r in metrics.BAND_RATES))
@@ -574,6 +573,12 @@ def by_fps_table(args):
                     for kind in ("linear", "cubic"):
                         add(f"{path} ({label} @20 + {kind})", rep, rate,
                             decoded_clips(decoder, z, seconds, plans[rep, rate], rate, EVAL_RATE, kind))
+                for rate in metrics.BAND_RATES * (label != "fit" or rep == 0):   # a fit: the same in every replication
+                    keep = metrics.recorded_at(val, rate) if label == "fit" else list(range(len(z)))   # fit: as the real row
+                    for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
+                                       if keep else {}).items():
+                        share[f"{path} ({label}{'' if kind == 'direct' else ' @20 + ' + kind})"][rate].append(
+                            metrics.band_share(seqs, rate, sk))
             if label == "fit":    # the band error needs the true motion: only a reconstruction has one
                 z, seconds = z_fn(0)
                 for rate in metrics.BAND_RATES:
@@ -583,10 +588,13 @@ def by_fps_table(args):
     cols, bands = [f"@{r}" for r in EVAL_FPS], [f"band @{r}" for r in metrics.BAND_RATES]
     for key, title in BY_FPS.items():
         beside = key == "detail_fd"   # the band error beside detail-FD, in the rows that have it
-        print_table(title + " (lower is better)" * beside + BAND_TITLE * beside,
+        print_table(title + (" (lower is better)" if key != "acceleration" else "") + BAND_TITLE * beside,
                     [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
                                                                    if beside}}) for k, d in rows[key].items()],
                     cols + bands * beside, "rows")
+    print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share): the val "
+                "sequences recorded at r fps (real, fit rows), all samples decoded at r fps", [(k, {f"share @{r}": v for r, v in d.items()})
+                for k, d in share.items()], [f"share @{r}" for r in metrics.BAND_RATES], "rows")
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
@@ -597,6 +605,8 @@ def by_fps_table(args):
     for label, d in band.items():
         for r, (e, lo, hi) in d.items():
             out["detail_fd"][label][str(r)].update(band_error=e, band_interval=[lo, hi])
+    out["band_share"] = {label: {str(r): v if isinstance(v, float) else summary(v) for r, v in d.items()}
+                         for label, d in share.items()}
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
     return out
 

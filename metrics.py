@@ -162,36 +162,22 @@ def mean_acceleration(clips, rate, skeleton):
     return float(np.linalg.norm(joint_acceleration(clips, rate, skeleton), axis=-1).mean())
 
 
-def acceleration_power(clips, rate, skeleton):
-    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2 + 1): per clip, the power of its root-relative joint
-    acceleration in each frequency bin k * rate / (m - 2) Hz, k = 0 .. (m - 2) / 2 (its mean taken off, Hann
-    window, mean over joints and axes, in (m/s^2)^2 per bin). The bins reach rate / 2: at 120 fps they cover
-    4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
+def acceleration_spectrum(clips, rate, skeleton):
+    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
+    root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
+    (Hann window, mean over joints and axes, in (m/s^2)^2 per bin, plus SPECTRUM_FLOOR). The bins reach
+    rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
     acc = joint_acceleration(clips, rate, skeleton)
     acc = acc - acc.mean(1, keepdims=True)
     w = np.hanning(acc.shape[1])[None, :, None, None]
-    return (np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()).mean((2, 3))
-
-
-def acceleration_spectrum(clips, rate, skeleton):
-    """(K, m, D) clips -> (K, (m - 2) // 2) detail features: per clip, the log10 acceleration_power in bins
-    k = 1 .. (m - 2) / 2, plus SPECTRUM_FLOOR."""
-    return np.log10(acceleration_power(clips, rate, skeleton)[:, 1:] + SPECTRUM_FLOOR)
+    power = np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()      # (K, bins, J - 1, 3)
+    return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
 
 
 # ---- band error: the decoded 10-60 Hz band against the true one, frame by frame ----
 
 BAND_HZ = (10.0, 60.0)   # above what a 20 fps system can hold (its Nyquist, 10 Hz), up to what 120 fps holds
 BAND_RATES = tuple(r for r in EVAL_FPS if r >= 100)   # the rates whose frames hold most of that band
-
-
-def band_share(clips, rate, skeleton, lo=BAND_HZ[0]):
-    """The share of the clips' acceleration power (acceleration_power, summed over the clips) in the bins
-    above lo Hz: how much of their motion's energy lies where a 20 fps system holds none. Unlike the band
-    error it needs no truth, so samples have it too; it says how much, not whether it is the right detail."""
-    power = acceleration_power(clips, rate, skeleton).sum(0)
-    f = np.arange(len(power)) * rate / (clips.shape[1] - 2)
-    return float(power[f > lo].sum() / power[1:].sum())
 
 
 def band_pass(x, rate, lo=BAND_HZ[0], hi=BAND_HZ[1]):
@@ -273,6 +259,44 @@ def recorded_at(ms, rate):
     return [i for i, f in enumerate(ms.fps) if abs(f - rate) <= 1e-6 * rate]
 
 
+def through_20fps(seqs, rate):
+    """(T_i, D) sequences at `rate` resampled to 20 fps and interpolated back: {"linear": [...], "cubic": [...]}."""
+    return {kind: [motion.interpolate(motion.resample(x, rate, EVAL_RATE), EVAL_RATE, np.arange(len(x)) / rate, kind)
+                   for x in seqs] for kind in ("linear", "cubic")}
+
+
+def decoded_sequences(decoder, z, seconds, rate, chunk=32):
+    """Latents z (N, Z) decoded for `seconds` (N,) at `rate`, directly and at 20 fps then interpolated up as 20 fps
+    systems do: {"direct": [...], "linear": [...], "cubic": [...]}, each a list of (num_frames(rate, s_i), D)."""
+    out = {"direct": [], "linear": [], "cubic": []}
+    for c in range(0, len(z), chunk):
+        zp, sp = z[c:c + chunk], np.asarray(seconds[c:c + chunk], np.float64)
+        direct = nerm.decode(decoder, zp, rate, torch.from_numpy(sp)).cpu().numpy()      # (B, T, D) padded
+        low = nerm.decode(decoder, zp, EVAL_RATE, torch.from_numpy(sp)).cpu().numpy()    # (B, T20, D) padded
+        for x, x20, si in zip(direct, low, sp):
+            T = nerm.num_frames(rate, si)
+            out["direct"].append(x[:T])
+            for kind in ("linear", "cubic"):
+                out[kind].append(motion.interpolate(x20[:nerm.num_frames(EVAL_RATE, si)], EVAL_RATE, np.arange(T) / rate, kind))
+    return out
+
+
+def band_share(seqs, rate, skeleton, lo=BAND_HZ[0]):
+    """The share of whole motions' acceleration power above lo Hz: per (T_i, D) sequence at `rate`, the power
+    spectrum of its root-relative joint acceleration (second differences, mean taken off, Hann window), summed
+    over joints, axes and sequences; the power in the bins above lo Hz over that in every bin but 0. What a
+    20 fps system holds none of; unlike the band error it needs no truth, so samples have it too. It says how
+    much, not whether it is the right detail."""
+    band = total = 0.0
+    for x in seqs:
+        acc = joint_acceleration(x[None], rate, skeleton)[0]                   # (T - 2, J - 1, 3)
+        acc = (acc - acc.mean(0)) * np.hanning(len(acc))[:, None, None]
+        power = (np.abs(np.fft.rfft(acc, axis=0)) ** 2).sum((1, 2))
+        f = np.arange(len(power)) * rate / len(acc)
+        band, total = band + power[f > lo].sum(), total + power[1:].sum()
+    return float(band / total)
+
+
 def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32, boot=0):
     """Band errors at `rate` over the sequences of MotionSet ms recorded at that rate (so the truth is their own
     frames, never an interpolation), on root-relative joint positions (ric_positions, what detail-FD reads):
@@ -287,22 +311,10 @@ def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32, boot=0):
     if not idx:
         return {}
     if decoder is None:
-        preds = {kind: [motion.interpolate(motion.resample(ms.features[i], rate, EVAL_RATE), EVAL_RATE,
-                                           np.arange(len(ms.features[i])) / rate, kind) for i in idx]
-                 for kind in ("linear", "cubic")}
+        preds = through_20fps([ms.features[i] for i in idx], rate)
     else:
-        preds = {"direct": [], "linear": [], "cubic": []}
-        for c in range(0, len(idx), chunk):
-            part = idx[c:c + chunk]
-            zp, sp = z[torch.tensor(part)], torch.from_numpy(seconds[part])
-            direct = nerm.decode(decoder, zp, rate, sp).cpu().numpy()              # (B, T, D) padded
-            low = nerm.decode(decoder, zp, EVAL_RATE, sp).cpu().numpy()            # (B, T20, D) padded
-            for x, x20, q in zip(direct, low, part):
-                T = min(len(ms.features[q]), nerm.num_frames(rate, seconds[q]))
-                preds["direct"].append(x[:T])
-                for kind in ("linear", "cubic"):
-                    preds[kind].append(motion.interpolate(x20[:nerm.num_frames(EVAL_RATE, seconds[q])], EVAL_RATE,
-                                                          np.arange(T) / rate, kind))
+        preds = decoded_sequences(decoder, z[torch.tensor(idx)], seconds[idx], rate, chunk)
+        preds = {k: [x[:len(ms.features[q])] for x, q in zip(p, idx)] for k, p in preds.items()}
     sk = ms.skeleton
     return {k: band_error([ric_positions(x, sk) for x in p],
                           [ric_positions(ms.features[q][:len(x)], sk) for x, q in zip(p, idx)], rate, boot=boot)

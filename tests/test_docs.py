@@ -46,7 +46,7 @@ def small_payload(**retired):
     return {"model_args": args, "decoder": dec.state_dict(), "skeleton": None}, dec
 
 
-@pytest.mark.parametrize("retired", [{}, {"integrated": False, "activation": "relu", "acc_weight": 0.0}])
+@pytest.mark.parametrize("retired", [{}, {"integrated": False, "activation": "relu", "acc_weight": 0.0, "damp": 0.0}])
 def test_a_checkpoint_with_retired_settings_off_loads_as_the_same_model(retired):
     payload, dec = small_payload(**retired)
     loaded = checkpoint.load_decoder(payload)

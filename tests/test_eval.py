@@ -311,35 +311,41 @@ def test_clips_via_20fps_interpolate_the_20fps_decoding(analytic):
 
 @pytest.mark.parametrize("rate", [120.0, 60.0])
 def test_band_share_is_the_power_above_10_hz_over_all(rate):
-    """band_share against the spectrum written out term by term: the second-difference acceleration of every
-    joint, its mean removed, Hann-windowed, a DFT summed here, power averaged over joints and axes and summed
-    over clips; the share is the power in the bins strictly above 10 Hz over that in all bins but k = 0. At 60
-    fps a bin lies on 10 Hz itself (k = 5), which does not count. Moving joints at one low and one high bin
-    with equal acceleration amplitudes share about half, less what the window leaks."""
+    """band_share against the spectra written out term by term: per sequence the second-difference
+    acceleration of every joint, its mean removed, Hann-windowed, a DFT summed here on that sequence's own bins
+    (k rate / (T - 2) Hz), power summed over joints, axes and sequences (a longer sequence weighs more); the
+    share is the power in the bins strictly above 10 Hz over that in all bins but k = 0. At 60 fps with T - 2 =
+    60 a bin lies on 10 Hz itself (k = 10), which does not count. Joints moving at one low and one high bin with
+    equal acceleration amplitudes share about half, less what the window leaks."""
     rng = np.random.default_rng(1)
-    sl, N = motion.feature_slices(22), CLIP_M - 2
-    clips = rng.standard_normal((3, CLIP_M, 263))
-    clips[:, :, sl["ric"]] = rng.standard_normal((3, CLIP_M, 63)).cumsum(1) * 0.01    # broadband, every bin
-    acc = np.diff(clips[:, :, sl["ric"]], n=2, axis=1) * rate ** 2                     # (3, N, 63)
-    acc = acc - acc.mean(1, keepdims=True)
-    w = hann(N)
-    power = np.zeros(N // 2 + 1)
-    for k in range(N // 2 + 1):
-        X = sum(acc[:, n] * w[n] * np.exp(-2j * np.pi * k * n / N) for n in range(N))  # (3, 63)
-        power[k] = (np.abs(X) ** 2).mean(1).sum() / np.sum(w ** 2)
-    f = np.arange(N // 2 + 1) * rate / N
-    assert band_share(clips, rate, motion.SMPL22) == pytest.approx(power[f > 10].sum() / power[1:].sum(), rel=1e-9)
-    t = np.arange(CLIP_M) / rate                                   # one joint axis at 2 bins of equal acceleration
-    lo_f, hi_f = 2 * rate / N, 8 * rate / N
-    two = np.zeros((1, CLIP_M, 263))
-    two[0, :, sl["ric"].start] = (np.sin(2 * np.pi * lo_f * t) / np.sin(np.pi * lo_f / rate) ** 2
-                                  + np.sin(2 * np.pi * hi_f * t) / np.sin(np.pi * hi_f / rate) ** 2) * 1e-3
-    assert 0.4 < band_share(two, rate, motion.SMPL22) < 0.6
+    sl = motion.feature_slices(22)
+    seqs = []
+    for T in (62, 95, 120):   # with T - 2 = 118 a bin lies at 10.17 Hz, just above 10
+        x = rng.standard_normal((T, 263))
+        x[:, sl["ric"]] = rng.standard_normal((T, 63)).cumsum(0) * 0.01        # broadband: power in every bin
+        seqs.append(x)
+    band = total = 0.0
+    for x in seqs:
+        N = len(x) - 2
+        acc = np.diff(x[:, sl["ric"]], n=2, axis=0) * rate ** 2                  # (N, 63)
+        acc = (acc - acc.mean(0)) * hann(N)[:, None]
+        for k in range(1, N // 2 + 1):
+            p = np.sum(np.abs(sum(acc[n] * np.exp(-2j * np.pi * k * n / N) for n in range(N))) ** 2)
+            total += p
+            band += p * (k * rate / N > 10)
+    assert band_share(seqs, rate, motion.SMPL22) == pytest.approx(band / total, rel=1e-9)
+    T, N = 62, 60
+    t = np.arange(T) / rate
+    lo_f, hi_f = 2 * rate / N, 20 * rate / N                      # one joint axis at two bins, equal accelerations
+    two = np.zeros((T, 263))
+    two[:, sl["ric"].start] = (np.sin(2 * np.pi * lo_f * t) / np.sin(np.pi * lo_f / rate) ** 2
+                               + np.sin(2 * np.pi * hi_f * t) / np.sin(np.pi * hi_f / rate) ** 2) * 1e-3
+    assert 0.4 < band_share([two], rate, motion.SMPL22) < 0.6
 
 
 def test_framerate_table_rows(analytic, monkeypatch):
-    """by_fps_table through an exact decoder, with a stand-in for the data: three tables (detail_fd,
-    acceleration, band_share from 40 fps up); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
+    """by_fps_table through an exact decoder, with a stand-in for the data: two tables (detail_fd,
+    acceleration) and the share above 10 Hz at 100-120 fps (band_share); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
     acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
     ms, mean, std = analytic
     decoder = AnalyticDecoder(mean, std)
@@ -351,11 +357,10 @@ def test_framerate_table_rows(analytic, monkeypatch):
     assert set(res) == {"detail_fd", "acceleration", "band_share", "spectrum"}
     labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
               "ck (fit @20 + cubic)"}
-    assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == set(res["band_share"]) == labels | {"real (val)"}
+    assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
     for key in ev_mod.BY_FPS:
-        rates = {str(r) for r in ev_mod.EVAL_FPS if key != "band_share" or r > 20}   # 20 fps holds no bin above 10 Hz
         for label, by_rate in res[key].items():
-            assert set(by_rate) == rates and all(len(v["values"]) == 2 for v in by_rate.values())
+            assert set(by_rate) == {str(r) for r in ev_mod.EVAL_FPS} and all(len(v["values"]) == 2 for v in by_rate.values())
     for r in ("20", "40", "60", "120"):
         assert abs(res["detail_fd"]["ck (fit)"][r]["mean"]) < 1e-2, r   # float32 rounding x rate^2; via 20 fps: 30+
         for kind in ("linear", "cubic"):
@@ -363,9 +368,14 @@ def test_framerate_table_rows(analytic, monkeypatch):
                 res["detail_fd"][f"real via 20 fps, {kind}"][r]["values"], rel=1e-4, abs=1e-3), (r, kind)
         assert res["acceleration"]["ck (fit)"][r]["values"] == pytest.approx(res["acceleration"]["real (val)"][r]["values"],
                                                                              rel=1e-4)
-        if r != "20":
-            assert res["band_share"]["ck (fit)"][r]["values"] == pytest.approx(res["band_share"]["real (val)"][r]["values"],
-                                                                               rel=1e-3)
+    # the share above 10 Hz of whole motions at 120 fps (the stand-in has no 100 fps sequence): the exact fit's is
+    # the real one's, directly and through 20 fps
+    share = res["band_share"]
+    assert set(share) == labels - {"real (test)"} | {"real (val)"} and all(set(d) == {"120"} for d in share.values())
+    assert share["ck (fit)"]["120"]["values"] == pytest.approx([share["real (val)"]["120"]], abs=1e-6)   # ~0: smooth
+    for kind in ("linear", "cubic"):
+        assert share[f"ck (fit @20 + {kind})"]["120"]["values"] == pytest.approx([share[f"real via 20 fps, {kind}"]["120"]], rel=1e-5)
+    assert share["real via 20 fps, linear"]["120"] > share["real via 20 fps, cubic"]["120"] > 0.01   # the 20 fps kinks
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
     assert fd["linear"] > fd["cubic"] > 10.0
