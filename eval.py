@@ -553,7 +553,7 @@ def by_fps_table(args):
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
-    share = defaultdict(lambda: defaultdict(list))     # label -> rate -> band_share, per replication
+    share = defaultdict(lambda: defaultdict(list))     # label -> rate -> band_share: one figure, or one per replication
     for rate in metrics.BAND_RATES:
         for kind, e in metrics.band_rows(val, rate, boot=BOOT).items():
             band[f"real via 20 fps, {kind}"][rate] = e
@@ -577,8 +577,8 @@ def by_fps_table(args):
                     keep = metrics.recorded_at(val, rate) if label == "fit" else list(range(len(z)))   # fit: as the real row
                     for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
                                        if keep else {}).items():
-                        share[f"{path} ({label}{'' if kind == 'direct' else ' @20 + ' + kind})"][rate].append(
-                            metrics.band_share(seqs, rate, sk))
+                        row, v = share[f"{path} ({label}{'' if kind == 'direct' else ' @20 + ' + kind})"], metrics.band_share(seqs, rate, sk)
+                        row[rate] = v if label == "fit" else row[rate] + [v]   # a fit: one figure, as the real rows
             if label == "fit":    # the band error needs the true motion: only a reconstruction has one
                 z, seconds = z_fn(0)
                 for rate in metrics.BAND_RATES:

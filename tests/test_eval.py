@@ -372,9 +372,9 @@ def test_framerate_table_rows(analytic, monkeypatch):
     # the real one's, directly and through 20 fps
     share = res["band_share"]
     assert set(share) == labels - {"real (test)"} | {"real (val)"} and all(set(d) == {"120"} for d in share.values())
-    assert share["ck (fit)"]["120"]["values"] == pytest.approx([share["real (val)"]["120"]], abs=1e-6)   # ~0: smooth
+    assert share["ck (fit)"]["120"] == pytest.approx(share["real (val)"]["120"], abs=1e-6)   # ~0: smooth motion
     for kind in ("linear", "cubic"):
-        assert share[f"ck (fit @20 + {kind})"]["120"]["values"] == pytest.approx([share[f"real via 20 fps, {kind}"]["120"]], rel=1e-5)
+        assert share[f"ck (fit @20 + {kind})"]["120"] == pytest.approx(share[f"real via 20 fps, {kind}"]["120"], rel=1e-5)
     assert share["real via 20 fps, linear"]["120"] > share["real via 20 fps, cubic"]["120"] > 0.01   # the 20 fps kinks
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
