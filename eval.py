@@ -554,6 +554,17 @@ def by_fps_table(args):
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
     share = defaultdict(lambda: defaultdict(list))     # label -> rate -> band_share: one figure, or one per replication
+
+    def add_shares(prefix, decoder, z, seconds, fit):
+        """band_share at 100-120 fps of a row's motions decoded directly and via 20 fps; a fit's: of the val
+        sequences recorded at the rate (as the real row's), one figure."""
+        for rate in metrics.BAND_RATES:
+            keep = metrics.recorded_at(val, rate) if fit else list(range(len(z)))
+            for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
+                               if keep else {}).items():
+                row, v = share[prefix + ("" if kind == "direct" else f" @20 + {kind}") + ")"], metrics.band_share(seqs, rate, sk)
+                row[rate] = v if fit else row[rate] + [v]
+
     for rate in metrics.BAND_RATES:
         for kind, e in metrics.band_rows(val, rate, boot=BOOT).items():
             band[f"real via 20 fps, {kind}"][rate] = e
@@ -573,12 +584,8 @@ def by_fps_table(args):
                     for kind in ("linear", "cubic"):
                         add(f"{path} ({label} @20 + {kind})", rep, rate,
                             decoded_clips(decoder, z, seconds, plans[rep, rate], rate, EVAL_RATE, kind))
-                for rate in metrics.BAND_RATES * (label != "fit" or rep == 0):   # a fit: the same in every replication
-                    keep = metrics.recorded_at(val, rate) if label == "fit" else list(range(len(z)))   # fit: as the real row
-                    for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
-                                       if keep else {}).items():
-                        row, v = share[f"{path} ({label}{'' if kind == 'direct' else ' @20 + ' + kind})"], metrics.band_share(seqs, rate, sk)
-                        row[rate] = v if label == "fit" else row[rate] + [v]   # a fit: one figure, as the real rows
+                if label != "fit" or rep == 0:     # a fit is the same in every replication: one figure
+                    add_shares(f"{path} ({label}", decoder, z, seconds, fit=label == "fit")
             if label == "fit":    # the band error needs the true motion: only a reconstruction has one
                 z, seconds = z_fn(0)
                 for rate in metrics.BAND_RATES:
