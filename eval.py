@@ -562,7 +562,8 @@ def by_fps_table(args):
             keep = metrics.recorded_at(val, rate) if fit else list(range(len(z)))
             for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
                                if keep else {}).items():
-                row, v = share[prefix + ("" if kind == "direct" else f" @20 + {kind}") + ")"], metrics.band_share(seqs, rate, sk)
+                row, v = share[prefix + ("" if kind == "direct" else f" @20 + {kind}") + ")"], metrics.band_share(
+                    seqs, rate, sk)
                 row[rate] = v if fit else row[rate] + [v]
 
     for rate in metrics.BAND_RATES:
@@ -599,9 +600,10 @@ def by_fps_table(args):
                     [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
                                                                    if beside}}) for k, d in rows[key].items()],
                     cols + bands * beside, "rows")
-    print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share): the val "
-                "sequences recorded at r fps (real, fit rows), all samples decoded at r fps", [(k, {f"share @{r}": v for r, v in d.items()})
-                for k, d in share.items()], [f"share @{r}" for r in metrics.BAND_RATES], "rows")
+    print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share): "
+                "the val sequences recorded at r fps (real, fit rows), all samples decoded at r fps",
+                [(k, {f"share @{r}": v for r, v in d.items()}) for k, d in share.items()],
+                [f"share @{r}" for r in metrics.BAND_RATES], "rows")
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]

@@ -163,15 +163,22 @@ def mean_acceleration(clips, rate, skeleton):
     return float(np.linalg.norm(joint_acceleration(clips, rate, skeleton), axis=-1).mean())
 
 
+def acceleration_power(clips, rate, skeleton):
+    """(K, m, D) clips at `rate` -> (K, (m - 2) // 2 + 1, J - 1, 3): |DFT|^2 of each joint's root-relative
+    acceleration, its mean taken off and Hann-windowed, in the bins k * rate / (m - 2) Hz, k = 0 .. (m - 2) / 2
+    (not divided by the window's energy). What detail-FD's spectrum and the share above 10 Hz both read."""
+    acc = joint_acceleration(clips, rate, skeleton)
+    acc = (acc - acc.mean(1, keepdims=True)) * np.hanning(acc.shape[1])[None, :, None, None]
+    return np.abs(np.fft.rfft(acc, axis=1)) ** 2
+
+
 def acceleration_spectrum(clips, rate, skeleton):
     """(K, m, D) clips at `rate` -> (K, (m - 2) // 2) detail features: per clip, the log10 power of its
     root-relative joint acceleration in each frequency bin k * rate / (m - 2) Hz, k = 1 .. (m - 2) / 2
-    (Hann window, mean over joints and axes, in (m/s^2)^2 per bin, plus SPECTRUM_FLOOR). The bins reach
-    rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system cannot hold (above 10 Hz)."""
-    acc = joint_acceleration(clips, rate, skeleton)
-    acc = acc - acc.mean(1, keepdims=True)
-    w = np.hanning(acc.shape[1])[None, :, None, None]
-    power = np.abs(np.fft.rfft(acc * w, axis=1)) ** 2 / (w ** 2).sum()      # (K, bins, J - 1, 3)
+    (acceleration_power over the window's energy, mean over joints and axes, in (m/s^2)^2 per bin, plus
+    SPECTRUM_FLOOR). The bins reach rate / 2: at 120 fps they cover 4 .. 60 Hz, the band a 20 fps system
+    cannot hold (above 10 Hz)."""
+    power = acceleration_power(clips, rate, skeleton) / (np.hanning(clips.shape[1] - 2) ** 2).sum()
     return np.log10(power.mean((2, 3))[:, 1:] + SPECTRUM_FLOOR)
 
 
@@ -278,7 +285,8 @@ def decoded_sequences(decoder, z, seconds, rate, chunk=32):
             T = nerm.num_frames(rate, si)
             out["direct"].append(x[:T])
             for kind in ("linear", "cubic"):
-                out[kind].append(motion.interpolate(x20[:nerm.num_frames(EVAL_RATE, si)], EVAL_RATE, np.arange(T) / rate, kind))
+                out[kind].append(motion.interpolate(x20[:nerm.num_frames(EVAL_RATE, si)], EVAL_RATE,
+                                                    np.arange(T) / rate, kind))
     return out
 
 
@@ -290,10 +298,8 @@ def band_share(seqs, rate, skeleton, lo=BAND_HZ[0]):
     much, not whether it is the right detail."""
     band = total = 0.0
     for x in seqs:
-        acc = joint_acceleration(x[None], rate, skeleton)[0]                   # (T - 2, J - 1, 3)
-        acc = (acc - acc.mean(0)) * np.hanning(len(acc))[:, None, None]
-        power = (np.abs(np.fft.rfft(acc, axis=0)) ** 2).sum((1, 2))
-        f = np.arange(len(power)) * rate / len(acc)
+        power = acceleration_power(x[None], rate, skeleton)[0].sum((1, 2))     # (bins,)
+        f = np.arange(len(power)) * rate / (len(x) - 2)
         band, total = band + power[f > lo].sum(), total + power[1:].sum()
     return float(band / total)
 

@@ -345,8 +345,9 @@ def test_band_share_is_the_power_above_10_hz_over_all(rate):
 
 def test_framerate_table_rows(analytic, monkeypatch):
     """by_fps_table through an exact decoder, with a stand-in for the data: two tables (detail_fd,
-    acceleration) and the share above 10 Hz at 100-120 fps (band_share); at rates on the 120 fps grid the decoded rows equal the real ones (FD 0, the same
-    acceleration) and each decoded-at-20-fps row equals the real-through-20-fps row."""
+    acceleration) and the share above 10 Hz at 100-120 fps (band_share); at rates on the 120 fps grid the
+    decoded rows equal the real ones (FD 0, the same acceleration) and each decoded-at-20-fps row equals the
+    real-through-20-fps row."""
     ms, mean, std = analytic
     decoder = AnalyticDecoder(mean, std)
     monkeypatch.setattr(ev_mod.data, "open_split", lambda *a, **k: ms)
@@ -374,7 +375,8 @@ def test_framerate_table_rows(analytic, monkeypatch):
     assert set(share) == labels - {"real (test)"} | {"real (val)"} and all(set(d) == {"120"} for d in share.values())
     assert share["ck (fit)"]["120"] == pytest.approx(share["real (val)"]["120"], abs=1e-6)   # ~0: smooth motion
     for kind in ("linear", "cubic"):
-        assert share[f"ck (fit @20 + {kind})"]["120"] == pytest.approx(share[f"real via 20 fps, {kind}"]["120"], rel=1e-5)
+        want = share[f"real via 20 fps, {kind}"]["120"]
+        assert share[f"ck (fit @20 + {kind})"]["120"] == pytest.approx(want, rel=1e-5)
     assert share["real via 20 fps, linear"]["120"] > share["real via 20 fps, cubic"]["120"] > 0.01   # the 20 fps kinks
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
