@@ -369,7 +369,7 @@ def bench_quickstart(args, results):
             out = run_script(*cmd, quiet=True)
             rows.append({"command": name, "seconds": time.perf_counter() - t0, "stdout": out})
             print(f"| {name} | {rows[-1]['seconds']:.0f} |", flush=True)
-    finally:  # the dataset and checkpoints are ~0.9 GB: leave nothing in the temp dir
+    finally:  # the dataset and checkpoints are ~1 GB: leave nothing in the temp dir
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(r["seconds"] for r in rows)
     print(f"| total | {total:.0f} |")

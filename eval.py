@@ -528,7 +528,8 @@ def by_fps_table(args):
     at the rate and decoded at 20 fps then interpolated (linear, cubic) as 20 fps systems do; beside
     detail-FD at 100-120 fps, the band error of the fit rows and of real motion through 20 fps (band_rows;
     in the JSON, detail_fd[row][rate]["band_error"]); at 100-120 fps, the share of whole motions' acceleration
-    power above 10 Hz of every row (band_share)."""
+    power above 10 Hz of every row (band_share) and that band's acceleration where the motion is stillest and
+    where it is most active (still_and_active)."""
     val, test = data.open_split(args.data, args.data_dir, "val"), data.open_split(args.data, args.data_dir, "test")
     sk = val.skeleton
     plans, ref = {}, {}
@@ -553,17 +554,19 @@ def by_fps_table(args):
             add("real (test)", rep, rate, real_clips(test, clip_plan(test, rate, args.clips_per_seq, rng), rate))
             for kind in ("linear", "cubic"):
                 add(f"real via 20 fps, {kind}", rep, rate, real_clips(val, plan, rate, EVAL_RATE, kind))
-    share = defaultdict(lambda: defaultdict(list))     # label -> rate -> band_share: one figure, or one per replication
+    share = defaultdict(lambda: defaultdict(list))     # label -> rate -> (share, still, active): one, or one a replication
+
+    def shares(seqs, rate):
+        return (metrics.band_share(seqs, rate, sk), *metrics.still_and_active(seqs, rate, sk))
 
     def add_shares(prefix, decoder, z, seconds, fit):
-        """band_share at 100-120 fps of a row's motions decoded directly and via 20 fps; a fit's: of the val
+        """shares at 100-120 fps of a row's motions decoded directly and via 20 fps; a fit's: of the val
         sequences recorded at the rate (as the real row's), one figure."""
         for rate in metrics.BAND_RATES:
             keep = metrics.recorded_at(val, rate) if fit else list(range(len(z)))
             for kind, seqs in (metrics.decoded_sequences(decoder, z[torch.tensor(keep)], seconds[keep], rate)
                                if keep else {}).items():
-                row, v = share[prefix + ("" if kind == "direct" else f" @20 + {kind}") + ")"], metrics.band_share(
-                    seqs, rate, sk)
+                row, v = share[prefix + ("" if kind == "direct" else f" @20 + {kind}") + ")"], shares(seqs, rate)
                 row[rate] = v if fit else row[rate] + [v]
 
     for rate in metrics.BAND_RATES:
@@ -571,7 +574,7 @@ def by_fps_table(args):
             band[f"real via 20 fps, {kind}"][rate] = e
         real = [val.features[i] for i in metrics.recorded_at(val, rate)]
         for kind, seqs in ({"": real, **metrics.through_20fps(real, rate)} if real else {}).items():
-            share[f"real via 20 fps, {kind}" if kind else "real (val)"][rate] = metrics.band_share(seqs, rate, sk)
+            share[f"real via 20 fps, {kind}" if kind else "real (val)"][rate] = shares(seqs, rate)
     print(f"By framerate: clips of {CLIP_M} frames, {args.clips_per_seq} per val sequence recorded at >= the rate: "
           + ", ".join(f"{len(plans[0, r])} @{r}" for r in EVAL_FPS) + f"; R = {args.reps}; band error: the val "
           "sequences recorded at " + ", ".join(f"{r} fps ({len(metrics.recorded_at(val, r))})" for r in metrics.BAND_RATES))
@@ -600,10 +603,14 @@ def by_fps_table(args):
                     [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
                                                                    if beside}}) for k, d in rows[key].items()],
                     cols + bands * beside, "rows")
-    print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share): "
-                "the val sequences recorded at r fps (real, fit rows), all samples decoded at r fps",
-                [(k, {f"share @{r}": v for r, v in d.items()}) for k, d in share.items()],
-                [f"share @{r}" for r in metrics.BAND_RATES], "rows")
+    figures = ("share", "still", "active")
+    print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share), and "
+                "that band's RMS acceleration (m/s^2) in the stillest half and the most active quarter of their "
+                f"{CLIP_M}-frame windows (metrics.still_and_active): the val sequences recorded at r fps (real, fit "
+                "rows), all samples decoded at r fps",
+                [(k, {f"{name} @{r}": v[i] if isinstance(v, tuple) else [t[i] for t in v]
+                      for r, v in d.items() for i, name in enumerate(figures)}) for k, d in share.items()],
+                [f"{name} @{r}" for name in figures for r in metrics.BAND_RATES], "rows")
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
     bins = [f"{k * top / (CLIP_M - 2):g} Hz" for k in range(1, (CLIP_M - 2) // 2 + 1)]
@@ -614,8 +621,9 @@ def by_fps_table(args):
     for label, d in band.items():
         for r, (e, lo, hi) in d.items():
             out["detail_fd"][label][str(r)].update(band_error=e, band_interval=[lo, hi])
-    out["band_share"] = {label: {str(r): v if isinstance(v, float) else summary(v) for r, v in d.items()}
-                         for label, d in share.items()}
+    for i, name in enumerate(figures):
+        out[f"band_{name}"] = {label: {str(r): v[i] if isinstance(v, tuple) else summary([t[i] for t in v])
+                                       for r, v in d.items()} for label, d in share.items()}
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
     return out
 

@@ -304,6 +304,28 @@ def band_share(seqs, rate, skeleton, lo=BAND_HZ[0]):
     return float(band / total)
 
 
+def still_and_active(seqs, rate, skeleton, m=32, lo=BAND_HZ[0]):
+    """Noise and detail told apart, without the truth: (still, active), the RMS root-relative joint
+    acceleration above lo Hz (m/s^2, over joints and frames) in the stillest half and in the most active quarter
+    of the motions' windows. Each (T_i, D) sequence at `rate` is cut into consecutive windows of m frames from
+    frame 0 (a remainder is dropped); a window's spectrum is acceleration_power's (m - 2 accelerations, mean
+    taken off, Hann window), its mean square in a set of bins sum_k c_k |X_k|^2 / ((m - 2) sum_n w_n^2), c_k = 2
+    (1 at the Nyquist bin). Windows are ranked, over all sequences, by their power in the bins from 1 to lo Hz:
+    the motion's own activity below lo. Windows, not a band-pass of the whole sequence, because a sharp band
+    edge rings for ~1 s around every impact, and that ringing alone would fill the still windows. Real motion
+    has little above lo Hz where it is still; what a decoder puts there is noise, however real its share of
+    power (band_share) looks; in the active quarter a decoder with the real detail has real motion's figure."""
+    wins = [x[c:c + m] for x in seqs for c in range(0, len(x) - m + 1, m)]
+    power = acceleration_power(np.stack(wins), rate, skeleton).sum(-1).mean(-1)       # (K, bins): per joint, summed xyz
+    n = m - 2
+    f = np.arange(power.shape[1]) * rate / n
+    power = power * np.where(np.arange(power.shape[1]) * 2 == n, 1, 2) / (n * (np.hanning(n) ** 2).sum())
+    slow, band = power[:, (f > 0) & (f <= lo)].sum(1), power[:, f > lo].sum(1)
+    order = np.argsort(slow, kind="stable")
+    still, active = order[:len(order) // 2], order[len(order) - len(order) // 4:]
+    return float(np.sqrt(band[still].mean())), float(np.sqrt(band[active].mean()))
+
+
 def band_rows(ms, rate, decoder=None, z=None, seconds=None, chunk=32, boot=0):
     """Band errors at `rate` over the sequences of MotionSet ms recorded at that rate (so the truth is their own
     frames, never an interpolation), on root-relative joint positions (ric_positions, what detail-FD reads):

@@ -7,12 +7,13 @@ Embedded dataset: procedurally generated human motions on the SMPL22 skeleton, w
 train_inr.py writes it on first use (data.open_split); nothing here runs on import.
 
 A motion is a set of continuous functions of time in seconds (joint angles, heading, root path) that forward
-kinematics turns into joint positions, sampled at the sequence's native framerate, one of {20, 30, 50, 60, 100,
-120} for training; held-out (val, test) sequences are recorded at 100 or 120 fps, so that each split holds ~100 at
-each high rate, enough for the real-vs-real floor of the high-rate measures to sit well below the models' figures
-(~35 per split, as the training mix would give, is not). The same content therefore exists at every rate (`generate_motions(fps=120)` renders the same sequences
-at 120 fps), and the fast parts, punches that extend in 60-100 ms, 6-12 Hz hand shakes, stomps, kicks and jump
-landings, are what a 20 fps sampling misses: NeRM's reason to learn at native framerates.
+kinematics turns into joint positions, sampled at the sequence's native framerate: one of {20, 30, 50, 60, 100,
+120} for training, 100 or 120 for the held-out splits (val, test), so that each holds ~100 sequences at each high
+rate; the mix of the training split would give ~35, too few for the real-vs-real floor of the high-rate measures
+to sit well below the models' figures. The same content exists at every rate (`generate_motions(fps=120)`
+renders the same sequences at 120 fps), and the fast parts, punches that extend in 60-100 ms, 6-12 Hz hand
+shakes, stomps, kicks and jump landings, are what a 20 fps sampling misses: NeRM's reason to learn at native
+framerates.
 Bone lengths are SMPL22's exactly. Angles are in degrees; +X is the body's left, +Y up, +Z forward.
 """
 import re

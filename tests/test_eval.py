@@ -18,7 +18,7 @@ import motion
 import nerm
 from eval import (CLIP_M, COLUMNS, Evaluator, Stage2, clip_plan, decode_motions, decoded_clips, detail_figures,
                   real_clips, replications, to_eval_rate, train_evaluator)
-from metrics import SPECTRUM_FLOOR, acceleration_spectrum, band_share, evaluate_mre, joint_acceleration
+from metrics import SPECTRUM_FLOOR, acceleration_spectrum, band_share, evaluate_mre, joint_acceleration, still_and_active
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -343,6 +343,50 @@ def test_band_share_is_the_power_above_10_hz_over_all(rate):
     assert 0.4 < band_share([two], rate, motion.SMPL22) < 0.6
 
 
+@pytest.mark.parametrize("rate", [100.0, 120.0])
+def test_still_and_active_against_the_dft_written_out(rate):
+    """still_and_active against its definition written out term by term: windows of m frames from frame 0 of each
+    sequence, per window the second-difference acceleration of every joint, its mean removed, Hann-windowed, a DFT
+    summed here for k = 0 .. N/2 (N = m - 2); mean square in a set of bins sum c_k |X_k|^2 / (N sum w^2), c_k = 2
+    but 1 at N/2, summed over axes, averaged over joints; windows ranked by the bins in (0, 10] Hz, the still half
+    and the active quarter averaged, then the square root. At 100 fps a bin lies on 10 Hz itself (k = 3): slow.
+    Then units: a joint axis whose acceleration is a sine of amplitude A on a bin above 10 Hz scores about
+    A / sqrt(2) over sqrt(21) (21 joints), what the Hann window leaks to the next bins included."""
+    rng, m = np.random.default_rng(2), 32
+    sl, N = motion.feature_slices(22), m - 2
+    seqs = []
+    for T, scale in ((70, 0.01), (100, 0.001), (131, 0.003)):       # 2, 3, 4 windows, different activity
+        x = rng.standard_normal((T, 263))
+        x[:, sl["ric"]] = rng.standard_normal((T, 63)).cumsum(0) * scale
+        seqs.append(x)
+    w = hann(N)
+    slow, band = [], []
+    for x in seqs:
+        for c in range(0, len(x) - m + 1, m):
+            acc = np.diff(x[c:c + m, sl["ric"]], n=2, axis=0) * rate ** 2               # (N, 63)
+            acc = (acc - acc.mean(0)) * w[:, None]
+            s_ = b_ = 0.0
+            for k in range(1, N // 2 + 1):
+                p = np.sum(np.abs(sum(acc[n] * np.exp(-2j * np.pi * k * n / N) for n in range(N))) ** 2) / 21
+                p *= (1 if 2 * k == N else 2) / (N * np.sum(w ** 2))
+                if k * rate / N > 10:
+                    b_ += p
+                else:
+                    s_ += p
+            slow.append(s_)
+            band.append(b_)
+    order = np.argsort(slow)
+    K = len(order)
+    want = (np.sqrt(np.mean(np.array(band)[order[:K // 2]])), np.sqrt(np.mean(np.array(band)[order[K - K // 4:]])))
+    assert still_and_active(seqs, rate, motion.SMPL22, m) == pytest.approx(want, rel=1e-9)
+    T, f = 4 * m, 5 * rate / N                                    # one joint axis, a sine on bin 5 (> 10 Hz)
+    one = np.zeros((T, 263))
+    amp = 3.0                                                      # m/s^2
+    one[:, sl["ric"].start] = -amp * np.sin(2 * np.pi * f * np.arange(T) / rate) / (2 * rate * np.sin(np.pi * f / rate)) ** 2
+    still, active = still_and_active([one], rate, motion.SMPL22, m)
+    assert still == pytest.approx(amp / np.sqrt(2 * 21), rel=0.05) and active == pytest.approx(still, rel=0.05)
+
+
 def test_framerate_table_rows(analytic, monkeypatch):
     """by_fps_table through an exact decoder, with a stand-in for the data: two tables (detail_fd,
     acceleration) and the share above 10 Hz at 100-120 fps (band_share); at rates on the 120 fps grid the
@@ -355,7 +399,7 @@ def test_framerate_table_rows(analytic, monkeypatch):
                         lambda path, val, args: [("fit", decoder, lambda rep: (torch.zeros(2, 4), val.durations()))])
     args = SimpleNamespace(data="synthetic", data_dir=None, reps=2, seed=0, clips_per_seq=6, by_fps=["ck"])
     res = ev_mod.by_fps_table(args)
-    assert set(res) == {"detail_fd", "acceleration", "band_share", "spectrum"}
+    assert set(res) == {"detail_fd", "acceleration", "band_share", "band_still", "band_active", "spectrum"}
     labels = {"real (test)", "real via 20 fps, linear", "real via 20 fps, cubic", "ck (fit)", "ck (fit @20 + linear)",
               "ck (fit @20 + cubic)"}
     assert set(res["detail_fd"]) == labels and set(res["acceleration"]) == labels | {"real (val)"}
@@ -378,6 +422,13 @@ def test_framerate_table_rows(analytic, monkeypatch):
         want = share[f"real via 20 fps, {kind}"]["120"]
         assert share[f"ck (fit @20 + {kind})"]["120"] == pytest.approx(want, rel=1e-5)
     assert share["real via 20 fps, linear"]["120"] > share["real via 20 fps, cubic"]["120"] > 0.01   # the 20 fps kinks
+    for key in ("band_still", "band_active"):     # the band's acceleration, still and active: the exact fit's is real's
+        assert set(res[key]) == set(share)
+        assert res[key]["ck (fit)"]["120"] == pytest.approx(res[key]["real (val)"]["120"], rel=1e-4, abs=1e-6)
+        for kind in ("linear", "cubic"):
+            assert res[key][f"ck (fit @20 + {kind})"]["120"] == pytest.approx(res[key][f"real via 20 fps, {kind}"]["120"],
+                                                                               rel=1e-4)
+    assert res["band_active"]["real via 20 fps, linear"]["120"] > 0.01        # the kinks again, where it moves
     # through 20 fps, what lies between the 20 fps frames is lost: the detail-FD sees it at 120 fps, least with cubic
     fd = {kind: res["detail_fd"][f"real via 20 fps, {kind}"]["120"]["mean"] for kind in ("linear", "cubic")}
     assert fd["linear"] > fd["cubic"] > 10.0
