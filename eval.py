@@ -603,13 +603,13 @@ def by_fps_table(args):
                     [(k, {**{f"@{r}": v for r, v in d.items()}, **{f"band @{r}": e for r, e in band.get(k, {}).items()
                                                                    if beside}}) for k, d in rows[key].items()],
                     cols + bands * beside, "rows")
-    figures = ("share", "still", "active")
+    figures = {name: {label: {r: v[i] if isinstance(v, tuple) else [t[i] for t in v] for r, v in d.items()}
+                      for label, d in share.items()} for i, name in enumerate(("share", "still", "active"))}
     print_table(f"share of whole motions' acceleration power above {metrics.BAND_HZ[0]:g} Hz (metrics.band_share), and "
                 "that band's RMS acceleration (m/s^2) in the stillest half and the most active quarter of their "
                 f"{CLIP_M}-frame windows (metrics.still_and_active): the val sequences recorded at r fps (real, fit "
                 "rows), all samples decoded at r fps",
-                [(k, {f"{name} @{r}": v[i] if isinstance(v, tuple) else [t[i] for t in v]
-                      for r, v in d.items() for i, name in enumerate(figures)}) for k, d in share.items()],
+                [(k, {f"{name} @{r}": v for name, f in figures.items() for r, v in f[k].items()}) for k in share],
                 [f"{name} @{r}" for name in figures for r in metrics.BAND_RATES], "rows")
     # where in the band the rows differ: the mean spectrum detail-FD compares, at the highest rate
     top = max(EVAL_FPS)
@@ -621,9 +621,9 @@ def by_fps_table(args):
     for label, d in band.items():
         for r, (e, lo, hi) in d.items():
             out["detail_fd"][label][str(r)].update(band_error=e, band_interval=[lo, hi])
-    for i, name in enumerate(figures):
-        out[f"band_{name}"] = {label: {str(r): v[i] if isinstance(v, tuple) else summary([t[i] for t in v])
-                                       for r, v in d.items()} for label, d in share.items()}
+    for name, f in figures.items():
+        out[f"band_{name}"] = {label: {str(r): v if isinstance(v, float) else summary(v) for r, v in d.items()}
+                               for label, d in f.items()}
     out["spectrum"] = {label: {str(r): np.mean(v, 0).tolist() for r, v in d.items()} for label, d in spectra.items()}
     return out
 
