@@ -65,7 +65,7 @@ RETIRED = {"integrated": False, "activation": "relu", "acc_weight": 0.0, "damp":
 
 def inr_config(model_args):
     """The nerm.INRConfig of a checkpoint's model_args; CheckpointError if it used a retired experiment."""
-    args = dict(model_args)
+    args = {"gated": False, **model_args}  # written before the detail gate: the paper's ReLU MLP
     used = [f"{k}={model_args[k]!r}" for k, off in RETIRED.items() if args.pop(k, off) != off]
     if used:
         raise CheckpointError(f"this checkpoint uses {', '.join(used)}, an experiment this nerm no longer has")

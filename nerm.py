@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 import guard
 
+GATE_WIDTH = 64  # hidden width of the gated decoder's envelope
+
 # ----------------------------------------------------------------------------------------------
 # Stage 1: the variational INR
 # ----------------------------------------------------------------------------------------------
@@ -49,6 +51,7 @@ class INRConfig:
     init_logvar: float = -4.0     # start with small posterior noise so the decoder can learn first
     time_norm: bool = True        # time divided by the sequence's duration (paper's "time normalization")
     max_fps: float = 120.0        # the highest clip rate seen in training: a higher request is told this one
+    gated: bool = True            # detail gated by an envelope (INRDecoder); False: the paper's ReLU MLP
 
     def __post_init__(self):
         check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),
@@ -74,14 +77,12 @@ def check_config(cfg, **limits):
 class TimeEncoding(nn.Module):
     """Encode time: raw, Fourier features, or Fourier features + codebook attention.
 
-    The Fourier features come in two bands, both limited to max_hz in physical units. Coarse: octaves of u,
-    time divided by the sequence's duration (with time normalization) or time in seconds: where in the
-    sequence a frame lies. An octave of u is a different number of Hz on every sequence (256 cycles are
-    26 Hz on a 10 s motion, 128 Hz on a 2 s one), and octaves far above what motion holds put energy
-    between the frames, which decoding at 120 fps shows as jitter; so each coarse octave whose frequency on
-    this sequence exceeds max_hz is switched off (max_hz = 0: no limit, the paper's plain octaves). Fine:
-    octaves of time in seconds, max_hz, max_hz / 2 ...: the same detail at the same Hz in every sequence.
-    """
+    Two bands of Fourier features, both limited to max_hz. Coarse: octaves of u (time over the sequence's
+    duration, or seconds without time normalization), where in the sequence a frame lies. An octave of u is
+    a different number of Hz on every sequence (256 cycles: 26 Hz over 10 s, 128 Hz over 2 s), and those far
+    above what motion holds jitter at 120 fps, so an octave above max_hz on this sequence is switched off
+    (max_hz = 0: the paper's plain octaves). Fine: octaves of seconds, max_hz, max_hz / 2 ..., alike in every
+    sequence."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -151,8 +152,9 @@ def gaussian_kl(mu, logvar):
 class ResBlock(nn.Module):
     """Pre-LayerNorm residual block told the latent: x + W2 act(W1 LN(x) + U z)."""
 
-    def __init__(self, h, z_dim):
+    def __init__(self, h, z_dim, act=F.relu):
         super().__init__()
+        self.act = act
         self.norm = nn.LayerNorm(h)
         self.fc1 = nn.Linear(h, h)
         self.fc2 = nn.Linear(h, h)
@@ -160,11 +162,15 @@ class ResBlock(nn.Module):
 
     def forward(self, x, z):
         # z enters every block (as DeepSDF re-injects its latent), once per sequence: (B, 1, H)
-        return x + self.fc2(F.relu(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
+        return x + self.fc2(self.act(self.fc1(self.norm(x)) + self.from_z(z)[:, None, :]))
 
 
 class INRDecoder(nn.Module):
     """f_theta(z, gamma(t), s) -> pose features: a residual MLP applied to every (sequence, timestamp) pair.
+
+    The paper's is a ReLU MLP, whose kinks put acceleration above 10 Hz at every frame, where the motion is still
+    too. Gated (cfg.gated): the trunk is smooth (SiLU), and the sharp part comes from a ReLU head times an
+    envelope in (0, 1) of z and slow time (u, 4 ... 0.125 Hz), so it is there only where this motion is active.
 
     The decoder carries everything needed to use it: its config (how time is normalized, the rates it was
     trained on) and the feature statistics (buffers mean/std, filled by the trainer), so decode() below is
@@ -177,9 +183,17 @@ class INRDecoder(nn.Module):
         # the first layer is split by input so z's part is computed once per sequence, not once per timestamp
         self.in_z = nn.Linear(cfg.latent_dim, cfg.hidden)
         self.in_t = nn.Linear(self.time_enc.out_dim + 1, cfg.hidden, bias=False)  # +1: the clip framerate s
-        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim) for _ in range(cfg.n_blocks))
+        act = F.silu if cfg.gated else F.relu
+        self.blocks = nn.ModuleList(ResBlock(cfg.hidden, cfg.latent_dim, act) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
+        if cfg.gated:
+            self.detail_in = nn.Linear(cfg.hidden, cfg.hidden)
+            self.detail_out = nn.Linear(cfg.hidden, cfg.feature_dim)
+            self.register_buffer("slow", 2 * math.pi * 4.0 / 2.0 ** torch.arange(6), persistent=False)  # rad/s
+            self.gate_t = nn.Linear(1 + 2 * len(self.slow), GATE_WIDTH)
+            self.gate_z = nn.Linear(cfg.latent_dim, GATE_WIDTH, bias=False)
+            self.gate_out = nn.Linear(GATE_WIDTH, cfg.feature_dim)
         # the train split's feature statistics (velocities per second): the decoder works in normalized units
         self.register_buffer("mean", torch.zeros(cfg.feature_dim))
         self.register_buffer("std", torch.ones(cfg.feature_dim))
@@ -197,7 +211,13 @@ class INRDecoder(nn.Module):
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, rate], -1))  # (B, M, H)
         for block in self.blocks:
             h = block(h, z)
-        return self.out(F.relu(self.norm(h)))                   # (B, M, D)
+        h = self.norm(h)
+        if not self.cfg.gated:
+            return self.out(F.relu(h))                          # (B, M, D)
+        a = t[..., None] * self.slow                            # (B, M, 6)
+        slow = torch.cat([(t / scale[:, None])[..., None], a.sin(), a.cos()], -1)
+        envelope = torch.sigmoid(self.gate_out(F.silu(self.gate_t(slow) + self.gate_z(z)[:, None, :])))  # (B, M, D)
+        return self.out(F.silu(h)) + envelope * self.detail_out(F.relu(self.detail_in(h)))
 
 
 class NeRM(nn.Module):
@@ -272,16 +292,12 @@ def decode(decoder, z, fps, seconds, chunk=8192, row=256, dtype=None):
     then valid on its first num_frames(fps, seconds_i) rows (the rest is padding). decoder may be
     compile_decoder(...)'s output; dtype=torch.bfloat16 runs it under autocast (fp32 output).
 
-    The (sequence, timestamp) pairs are decoded at most `chunk` at a time: cut into rows of `row`
-    timestamps (each sequence's last row padded with t = 0, decoded, and dropped), the rows decoded in groups
-    of 1, 2, 4 ... chunk // row. Those few shapes are all the decoder ever sees, so a compiled one is
-    compiled at most log2(chunk / row) + 1 times, whatever the fps, duration or batch.
+    The (sequence, timestamp) pairs are cut into rows of `row` timestamps (each sequence's last row padded with
+    t = 0 and dropped), decoded in groups of 1, 2, 4 ... chunk // row rows: so few shapes that a compiled
+    decoder compiles at most log2(chunk / row) + 1 times, whatever the fps, duration or batch.
 
-    What reaches INRDecoder.forward, per group of n rows: z (n, Z) each row's sequence latent, t (n, row)
-    seconds k / fps, duration (n,) = `seconds` (time normalization divides t by it, so with the default
-    time_norm a 4 s decode is the whole motion squeezed into 4 s, not the first half of an 8 s one), and
-    fps (n,); it returns (n, row, D) normalized features, turned here into real units by the decoder's
-    own std and mean.
+    INRDecoder.forward gets, per group of n rows, z (n, Z), t (n, row) seconds, duration (n,) = `seconds` (so a
+    4 s decode is the whole motion in 4 s, not the first half of an 8 s one) and fps (n,).
     """
     dev = decoder.mean.device
     B = z.shape[0]
@@ -651,9 +667,6 @@ if __name__ == "__main__":
     x_hat, loss, recon, kl = model(idx, t, dur, fps, x)
     print(f"stage 1: t {tuple(t.shape)} -> x_hat {tuple(x_hat.shape)}, loss {loss.item():.4f}, "
           f"recon {recon.item():.4f}, KL {kl.item():.2f}")
-    for kind in ("none", "sinusoidal", "codebook"):
-        enc = TimeEncoding(INRConfig(time_enc=kind))
-        print(f"time encoding {kind:10s}: {tuple(t.shape)} -> {tuple(enc(t, t, dur).shape)}")
     # a tiny overfit: one sequence, a smooth target, the loss must fall
     target = torch.sin(6.0 * t[:1, :, None] + torch.arange(263) * 0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -669,7 +682,6 @@ if __name__ == "__main__":
     # stage 2: a few training steps and a 50-step DDIM sample for each kind of condition
     captions = ["A person walks forward, then turns left.", "someone jumps twice", "a man waves his hand"]
     vocab = Vocab.build(captions)
-    print(f"vocabulary {len(vocab)} words | tokens {tuple(vocab.encode(captions).shape)}")
     for cond in ("text", "action", "none"):
         dcfg = DiffusionConfig(cond=cond, vocab=vocab.to_list(), num_actions=12)
         diffusion = LatentDiffusion(dcfg)

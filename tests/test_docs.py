@@ -55,6 +55,16 @@ def test_a_checkpoint_with_retired_settings_off_loads_as_the_same_model(retired)
         assert torch.equal(loaded(z, t, dur, fps), dec.eval()(z, t, dur, fps))
 
 
+def test_a_checkpoint_from_before_the_gate_loads_as_the_papers_relu_decoder():
+    cfg = nerm.INRConfig(feature_dim=5, latent_dim=4, hidden=8, n_blocks=1, gated=False)
+    dec = nerm.INRDecoder(cfg).eval()
+    args = {k: v for k, v in vars(cfg).items() if k != "gated"}
+    loaded = checkpoint.load_decoder({"model_args": args, "decoder": dec.state_dict(), "skeleton": None})
+    z, t, dur, fps = torch.randn(2, 4), torch.rand(2, 7), torch.ones(2), torch.tensor([20.0, 120.0])
+    with torch.no_grad():
+        assert not loaded.cfg.gated and torch.equal(loaded(z, t, dur, fps), dec(z, t, dur, fps))
+
+
 @pytest.mark.parametrize("setting", [{"integrated": True}, {"activation": "silu"}, {"acc_weight": 0.5}])
 def test_a_checkpoint_that_used_a_retired_experiment_is_refused_by_name(setting):
     payload, _ = small_payload(**setting)

@@ -215,7 +215,7 @@ def test_fit_latents_recovers_a_known_latent():
     def clip():
         return torch.tensor([0, 1]), t, dur, fps, x
 
-    z = nerm.fit_latents(dec, clip, 2, steps=400, lr=0.05)
+    z = nerm.fit_latents(dec, clip, 2, steps=800, lr=0.05)
     with torch.no_grad():
         assert F.mse_loss(dec(z, t, dur, fps), x).item() < 1e-3 * x.var().item()
     assert all(p.requires_grad for p in dec.parameters())
@@ -248,9 +248,9 @@ def test_decode_is_the_decoder_on_the_frame_grid_in_real_units():
 
 
 def test_time_is_normalized_by_the_duration_inside_the_decoder():
-    """With time_norm (and no fine band, which reads seconds in both), f(z, t, duration) equals the same network
-    reading t / duration as raw time."""
-    dec, raw = random_decoder(max_hz=0.0), random_decoder(max_hz=0.0, time_norm=False)
+    """With time_norm (and nothing that reads seconds in both: no fine band, no gate), f(z, t, duration) equals the
+    same network reading t / duration as raw time."""
+    dec, raw = random_decoder(max_hz=0.0, gated=False), random_decoder(max_hz=0.0, time_norm=False, gated=False)
     raw.load_state_dict(dec.state_dict())
     z, t, dur, fps = torch.randn(2, 256), torch.rand(2, 9) * 4, torch.tensor([4.0, 2.5]), torch.tensor([30.0, 60.0])
     with torch.no_grad():
@@ -412,3 +412,31 @@ def test_fit_latents_shrinks_as_the_prior_weight_says():
     assert (np.linalg.norm(want, axis=1) < 0.8 * np.linalg.norm(least_squares, axis=1)).all()  # the prior matters
     np.testing.assert_allclose(z, want, rtol=0, atol=1e-4 * np.abs(want).max())
     assert dec.W.requires_grad
+
+
+def kink_ratio(decoder, dt=1e-4):
+    """max over a 1 s grid of |f(t + dt) - 2 f(t) + f(t - dt)| / dt^2, at dt / 2 over at dt: -> 1 for a smooth f(t)
+    (it tends to max |f''|), ~2 where f has a kink (there it is ~ the slope's jump / dt)."""
+    torch.manual_seed(0)
+    z = torch.randn(1, decoder.cfg.latent_dim, dtype=torch.float64)
+    peaks = []
+    for h in (dt, dt / 2):
+        t = (0.3 + torch.arange(round(1.0 / h), dtype=torch.float64) * h)[None]
+        with torch.no_grad():
+            x = decoder(z, t, torch.ones(1, dtype=torch.float64), torch.full((1,), 120.0, dtype=torch.float64))[0]
+        peaks.append(((x[2:] - 2 * x[1:-1] + x[:-2]).abs().max(0).values / h**2).max().item())
+    return peaks[1] / peaks[0]
+
+
+def test_gated_decoder_is_smooth_where_its_envelope_is_closed_and_sharp_where_open():
+    """The gate's point: with the envelope shut the decoded motion has no kinks at all (a smooth trunk), so no
+    acceleration above the band where the motion is still; open, the ReLU head's kinks (sharp onsets) pass."""
+    torch.manual_seed(0)
+    plain = nerm.INRDecoder(nerm.INRConfig(feature_dim=6, latent_dim=8, hidden=32, n_blocks=2)).double()
+    assert kink_ratio(plain) > 1.5                                   # the paper's ReLU MLP: kinks everywhere
+    dec = nerm.INRDecoder(nerm.INRConfig(feature_dim=6, latent_dim=8, hidden=32, n_blocks=2, gated=True)).double()
+    for bias, smooth in ((-60.0, True), (60.0, False)):             # envelope sigmoid(-60) ~ 0, sigmoid(60) = 1
+        with torch.no_grad():
+            dec.gate_out.bias.fill_(bias)
+        r = kink_ratio(dec)
+        assert (r < 1.1) if smooth else (r > 1.5), (bias, r)
