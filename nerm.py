@@ -51,7 +51,7 @@ class INRConfig:
     init_logvar: float = -4.0     # start with small posterior noise so the decoder can learn first
     time_norm: bool = True        # time divided by the sequence's duration (paper's "time normalization")
     max_fps: float = 120.0        # the highest clip rate seen in training: a higher request is told this one
-    gated: bool = True            # detail gated by an envelope (INRDecoder); False: the paper's ReLU MLP
+    gated: bool = False           # True: the sharp part gated by an envelope (INRDecoder); False: the paper's ReLU MLP
 
     def __post_init__(self):
         check_config(self, feature_dim=(1, 4096), num_sequences=(1, 10**7), latent_dim=(1, 4096), hidden=(1, 8192),

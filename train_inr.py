@@ -13,7 +13,7 @@ is printed at 20/40/60/100/120 fps.
     python train_inr.py --resume                          # continue from --out
     python train_inr.py --compile                         # the evaluation decode through torch.compile
     python train_inr.py --steps 9000 --band-weight 0.1    # long budgets: a loss on the 10-60 Hz band (RESULTS.md)
-    python train_inr.py --no-gate                         # the paper's decoder, a ReLU MLP (RESULTS.md: the gated one)
+    python train_inr.py --steps 9000 --gated              # long budgets: the detail gate (RESULTS.md)
 
 Several GPUs or CPU processes (DistributedDataParallel; --batch is the global batch, split over the processes):
 
@@ -73,7 +73,8 @@ parser.add_argument("--fps-mode", default="native", choices=["native", "fixed"],
 parser.add_argument("--band-weight", type=Float(0, 1e6), default=0.0,
                     help="weight of the band loss: the clips' 10-60 Hz error on root-relative joints over their true band's "
                          "energy (0: the paper's loss; 0.1 places the band at 9,000 steps, over-smooths at 3,000)")
-parser.add_argument("--no-gate", action="store_true", help="the paper's decoder, a ReLU MLP: no detail gate (nerm.INRDecoder)")
+parser.add_argument("--gated", action="store_true", help="a smooth trunk and a ReLU detail head let through by an envelope of z and "
+                    "slow time (nerm.INRDecoder): wins at 9,000 steps, loses to the fixed model at 3,000 (RESULTS.md)")
 parser.add_argument("--eval-every", type=Int(0, 10**8), default=1000, help="steps between MRE evaluations (0: only at the end)")
 parser.add_argument("--eval-seqs", type=Int(1, 10**5), default=32, help="held-out sequences for MRE")
 parser.add_argument("--fit-steps", type=Int(1, 10**5), default=200, help="steps to fit held-out latents, decoder frozen")
@@ -167,7 +168,7 @@ if __name__ == "__main__":
                          latent_dim=args.latent_dim, hidden=args.hidden, n_blocks=args.blocks, time_enc=args.time_enc,
                          n_freqs=args.n_freqs, max_hz=args.max_hz, n_hz=args.n_hz,
                          variational=not args.no_variational, kl_weight=args.kl_weight,
-                         time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()), gated=not args.no_gate)
+                         time_norm=not args.no_time_norm, max_fps=float(train_set.fps.max()), gated=args.gated)
     fingerprint = data.fingerprint(train_set)
     differs = resume_mismatch(ckpt, cfg, args, train_set, fingerprint) if ckpt is not None else ""
     if differs:

@@ -1,7 +1,7 @@
 """nerm.decode through the compiled decoder (nerm.compile_decoder) matches the decoder's own forward, and a new
 duration, fps or batch does not recompile.
 
-    python -m pytest -q -m slow tests/test_compile.py   # marked slow: compiles 4 small graphs, 8-16 s on 2 CPU cores
+    python -m pytest -q -m slow tests/test_compile.py   # marked slow: compiles 4 small graphs per decoder, 16-32 s on 2 CPU cores
 """
 import pytest
 import torch
@@ -18,9 +18,10 @@ def reference(dec, z, fps, seconds):
 
 
 @pytest.mark.slow
-def test_compiled_decoder_matches_eager_and_keeps_its_graphs():
+@pytest.mark.parametrize("gated", [False, True])
+def test_compiled_decoder_matches_eager_and_keeps_its_graphs(gated):
     torch.manual_seed(0)
-    cfg = nerm.INRConfig(feature_dim=5, num_sequences=2, latent_dim=8, hidden=32, n_blocks=1)
+    cfg = nerm.INRConfig(feature_dim=5, num_sequences=2, latent_dim=8, hidden=32, n_blocks=1, gated=gated)
     dec = nerm.INRDecoder(cfg).eval()
     dec.mean.copy_(torch.randn(5))
     dec.std.copy_(torch.rand(5) + 0.5)
