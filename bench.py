@@ -149,7 +149,7 @@ def decoder_flops(cfg, frames, rows):
     per_row = (1 + cfg.n_blocks) * Z * H  # in_z and each block's from_z, once per row of timestamps
     if cfg.gated:  # the detail head, and the envelope (its slow time: u and 6 octaves; its z part once per row)
         G = nerm.GATE_WIDTH
-        per_pair += H * H + H * cfg.feature_dim + 13 * G + G * cfg.feature_dim
+        per_pair += H * H + H * cfg.feature_dim + (1 + 2 * nerm.GATE_OCTAVES) * G + G * cfg.feature_dim
         per_row += Z * G
     return 2 * (frames * per_pair + rows * per_row)
 

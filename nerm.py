@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import guard
 
-GATE_WIDTH = 64  # hidden width of the gated decoder's envelope
+GATE_WIDTH, GATE_OCTAVES = 64, 6  # the gated decoder's envelope: hidden width; octaves of seconds, 4 Hz and down
 
 # ----------------------------------------------------------------------------------------------
 # Stage 1: the variational INR
@@ -190,7 +190,7 @@ class INRDecoder(nn.Module):
         if cfg.gated:
             self.detail_in = nn.Linear(cfg.hidden, cfg.hidden)
             self.detail_out = nn.Linear(cfg.hidden, cfg.feature_dim)
-            self.register_buffer("slow", 2 * math.pi * 4.0 / 2.0 ** torch.arange(6), persistent=False)  # rad/s
+            self.register_buffer("slow", 2 * math.pi * 4.0 / 2.0 ** torch.arange(GATE_OCTAVES), persistent=False)  # rad/s
             self.gate_t = nn.Linear(1 + 2 * len(self.slow), GATE_WIDTH)
             self.gate_z = nn.Linear(cfg.latent_dim, GATE_WIDTH, bias=False)
             self.gate_out = nn.Linear(GATE_WIDTH, cfg.feature_dim)
@@ -214,7 +214,7 @@ class INRDecoder(nn.Module):
         h = self.norm(h)
         if not self.cfg.gated:
             return self.out(F.relu(h))                          # (B, M, D)
-        a = t[..., None] * self.slow                            # (B, M, 6)
+        a = t[..., None] * self.slow                            # (B, M, GATE_OCTAVES)
         slow = torch.cat([(t / scale[:, None])[..., None], a.sin(), a.cos()], -1)
         envelope = torch.sigmoid(self.gate_out(F.silu(self.gate_t(slow) + self.gate_z(z)[:, None, :])))  # (B, M, D)
         return self.out(F.silu(h)) + envelope * self.detail_out(F.relu(self.detail_in(h)))
