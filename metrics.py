@@ -3,8 +3,7 @@ The measurements NeRM is judged by, shared by train_inr.py (held-out MRE while t
 tables): held-out reconstruction error by framerate, T2M's metrics on evaluator embeddings, the clips' joint
 acceleration and its spectrum (detail-FD), the band error of a reconstruction's 10-60 Hz band against the
 true one, the share of a motion's acceleration above 10 Hz, and that band in its still and its active windows.
-Numpy in, floats out, but for those that decode
-(evaluate_mre, decoded_sequences, band_rows).
+Numpy in, floats out, but for those that decode (evaluate_mre, decoded_sequences, band_rows).
 
     python -m pytest -q tests/test_metrics.py     # each against a closed form or an independent formula
 

@@ -205,7 +205,8 @@ class INRDecoder(nn.Module):
         fps = fps.clamp(max=self.cfg.max_fps)
         # time normalization (paper): the coarse coordinate u spans [0, 1] over the whole sequence
         scale = duration if self.cfg.time_norm else torch.ones_like(duration)
-        gamma = self.time_enc(t / scale[:, None], t, scale)     # (B, M, F)
+        u = t / scale[:, None]                                  # (B, M)
+        gamma = self.time_enc(u, t, scale)                      # (B, M, F)
         # the rate as log10(fps / 20): 20 -> 0, 120 -> 0.78
         rate = torch.log(fps / 20.0).div(math.log(10.0))[:, None, None].expand(-1, t.shape[1], 1)  # (B, M, 1)
         h = self.in_z(z)[:, None, :] + self.in_t(torch.cat([gamma, rate], -1))  # (B, M, H)
@@ -215,7 +216,7 @@ class INRDecoder(nn.Module):
         if not self.cfg.gated:
             return self.out(F.relu(h))                          # (B, M, D)
         a = t[..., None] * self.slow                            # (B, M, GATE_OCTAVES)
-        slow = torch.cat([(t / scale[:, None])[..., None], a.sin(), a.cos()], -1)
+        slow = torch.cat([u[..., None], a.sin(), a.cos()], -1)
         envelope = torch.sigmoid(self.gate_out(F.silu(self.gate_t(slow) + self.gate_z(z)[:, None, :])))  # (B, M, D)
         return self.out(F.silu(h)) + envelope * self.detail_out(F.relu(self.detail_in(h)))
 
